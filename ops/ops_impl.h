@@ -1,0 +1,58 @@
+/*
+** ops_impl.h -- what the op files share: the declarations of every shape
+** rule and reference kernel named in ops.def, and index helpers.
+** Internal to ops/.
+*/
+#ifndef DF_OPS_IMPL_H
+#define DF_OPS_IMPL_H
+
+#include <stdint.h>
+
+#include "compiler/graph.h"
+#include "ops/ops.h"
+#include "runtime/tensor.h"
+
+#define SHAPE_FN(f) int f(df_node *n, const df_node *const *in, df_err *err)
+#define REF_FN(f)                                                          \
+  int f(const df_node *n, const df_node *const *in, const double *const *x, \
+        double *y, df_err *err)
+
+SHAPE_FN(df_shape_source); SHAPE_FN(df_shape_iota); SHAPE_FN(df_shape_sinusoid);
+SHAPE_FN(df_shape_unary_float); SHAPE_FN(df_shape_cast); SHAPE_FN(df_shape_binary);
+SHAPE_FN(df_shape_compare); SHAPE_FN(df_shape_where); SHAPE_FN(df_shape_matmul);
+SHAPE_FN(df_shape_reduce); SHAPE_FN(df_shape_axis_float); SHAPE_FN(df_shape_layernorm);
+SHAPE_FN(df_shape_reshape); SHAPE_FN(df_shape_expand); SHAPE_FN(df_shape_permute);
+SHAPE_FN(df_shape_slice); SHAPE_FN(df_shape_concat); SHAPE_FN(df_shape_gather);
+SHAPE_FN(df_shape_mask_index);
+
+REF_FN(df_ref_fill); REF_FN(df_ref_iota); REF_FN(df_ref_sinusoid);
+REF_FN(df_ref_unary); REF_FN(df_ref_cast); REF_FN(df_ref_binary);
+REF_FN(df_ref_where); REF_FN(df_ref_matmul); REF_FN(df_ref_reduce);
+REF_FN(df_ref_softmax); REF_FN(df_ref_layernorm); REF_FN(df_ref_copy);
+REF_FN(df_ref_expand); REF_FN(df_ref_permute); REF_FN(df_ref_slice);
+REF_FN(df_ref_concat); REF_FN(df_ref_gather); REF_FN(df_ref_mask_index);
+
+/* Number of elements of a node. */
+static inline int64_t df_node_numel(const df_node *n) {
+  return df_shape_numel(n->ndim, n->shape);
+}
+
+/* Broadcast two shapes (numpy rules, aligned at the right); 0 or DF_ESHAPE. */
+int df_broadcast(int na, const int64_t *a, int nb, const int64_t *b, int *nout,
+                 int64_t *out, df_err *err);
+
+/* Strides (in elements) of `in_shape` seen through broadcasting to
+** `out_shape` (rank nout >= nin): 0 on broadcast dims. */
+void df_broadcast_strides(int nin, const int64_t *in_shape, int nout,
+                          const int64_t *out_shape, int64_t *strides);
+
+/* Row-major strides. */
+void df_strides(int ndim, const int64_t *shape, int64_t *strides);
+
+/* Normalise an axis in [-ndim, ndim) to [0, ndim); -1 when out of range. */
+static inline int df_axis(int64_t axis, int ndim) {
+  if (axis < 0) axis += ndim;
+  return (axis < 0 || axis >= ndim) ? -1 : (int)axis;
+}
+
+#endif

@@ -1,0 +1,32 @@
+/*
+** device.c -- the registry of devices.
+*/
+#include "runtime/device.h"
+
+#include <string.h>
+
+static const df_device *const devices[] = {&df_device_ref};
+static const char *const names[] = {"ref", NULL};
+
+/* Devices that later issues add; named here so the message is precise. */
+static const char *const planned[] = {"cpu", "cuda"};
+
+const char *const *df_device_names(void) { return names; }
+
+const df_device *df_device_get(const char *name, df_err *err) {
+  for (size_t i = 0; i < sizeof devices / sizeof devices[0]; i++)
+    if (strcmp(devices[i]->name, name) == 0) {
+      if (devices[i]->available && devices[i]->available(err)) return NULL;
+      return devices[i];
+    }
+  for (size_t i = 0; i < sizeof planned / sizeof planned[0]; i++)
+    if (strcmp(planned[i], name) == 0) {
+      df_err_set(err, DF_EUNSUPPORTED,
+                 "device '%s' is not available in this build (devices: ref)", name);
+      return NULL;
+    }
+  char q[64];
+  df_err_set(err, DF_EINVAL, "unknown device '%s' (devices: ref, cpu, cuda)",
+             df_err_quote(q, sizeof q, name, strlen(name)));
+  return NULL;
+}

@@ -1,0 +1,54 @@
+/*
+** device.h -- the device interface: a table of functions that every
+** backend (ref, and later cpu and cuda) fills in, so that callers compile
+** and run graphs without knowing which backend does it.
+**
+** A plan is a graph compiled for a device, specialised to the graph's
+** static shapes.  It borrows the graph: the graph must outlive the plan.
+** Running a plan binds every input and param node that the outputs need to
+** a host tensor by name (shape and dtype checked), and returns one new host
+** tensor per output (the caller owns them: df_tensor_unref).
+*/
+#ifndef DF_DEVICE_H
+#define DF_DEVICE_H
+
+#include "compiler/graph.h"
+#include "runtime/tensor.h"
+
+typedef struct df_plan df_plan;
+
+typedef struct df_binding {
+  const char *name; /* an input or param node's name */
+  df_tensor *tensor;
+} df_binding;
+
+typedef struct df_plan_stats {
+  int nodes;              /* nodes the plan executes */
+  double peak_bytes;      /* peak live intermediate bytes during a run */
+} df_plan_stats;
+
+typedef struct df_device {
+  const char *name;
+  const char *description;
+  /* 0 if the device can be used on this machine, else an error saying why
+  ** (one line, e.g. "cuda: libcuda.so.1 not found"). */
+  int (*available)(df_err *err);
+  int (*supports_op)(df_op op);
+  df_plan *(*compile)(const df_graph *g, const df_node_id *outputs, int n_outputs,
+                      df_err *err);
+  int (*run)(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor **outputs,
+             df_err *err);
+  void (*plan_stats)(const df_plan *p, df_plan_stats *st);
+  void (*plan_free)(df_plan *p);
+} df_device;
+
+/* The device of that name ("ref", "cpu", "cuda"), or NULL with a message
+** listing the devices this build has, or why the named one is unusable. */
+const df_device *df_device_get(const char *name, df_err *err);
+
+/* Names of every device this build knows, NULL-terminated. */
+const char *const *df_device_names(void);
+
+extern const df_device df_device_ref;
+
+#endif
