@@ -182,6 +182,7 @@ static void read_attrs(lua_State *L, int idx, df_attrs *a) {
 ** then need `graph`).
 */
 static int l_op(lua_State *L) {
+  lua_settop(L, 4); /* fixed argument slots before anything is pushed */
   const char *name = luaL_checkstring(L, 1);
   df_op op;
   if (df_op_parse(name, &op)) return luaL_error(L, "unknown op '%s'", name);
@@ -449,6 +450,39 @@ static int random_host(lua_State *L, int normal) {
   return 1;
 }
 static int l_randn(lua_State *L) { return random_host(L, 1); }
+
+static double normal01(uint64_t *s) {
+  double u1 = uniform01(s), u2 = uniform01(s);
+  return sqrt(-2.0 * log(1.0 - u1)) * cos(2.0 * M_PI * u2);
+}
+
+/*
+** core.init(host, kind, a, b, seed): fill in place.
+**   "fill" a | "scale" by a | "uniform" in [a, b) | "normal" mean a, std b |
+**   "trunc_normal" std a, redrawn until |x| <= b
+*/
+static int l_init(lua_State *L) {
+  lhost *h = check_host(L, 1);
+  const char *kind = luaL_checkstring(L, 2);
+  double a = luaL_optnumber(L, 3, 0), b = luaL_optnumber(L, 4, 0);
+  uint64_t s = (uint64_t)luaL_optinteger(L, 5, 0);
+  df_tensor *t = h->t;
+  int64_t n = df_tensor_numel(t);
+  if (strcmp(kind, "trunc_normal") == 0 && !(b > 0 && a > 0))
+    return luaL_error(L, "init: trunc_normal needs a positive std and bound");
+  for (int64_t i = 0; i < n; i++) {
+    double v;
+    if (strcmp(kind, "fill") == 0) v = a;
+    else if (strcmp(kind, "scale") == 0) v = a * df_dtype_get(t->dtype, t->data, (size_t)i);
+    else if (strcmp(kind, "uniform") == 0) v = a + (b - a) * uniform01(&s);
+    else if (strcmp(kind, "normal") == 0) v = a + b * normal01(&s);
+    else if (strcmp(kind, "trunc_normal") == 0) {
+      do v = a * normal01(&s); while (fabs(v) > b);
+    } else return luaL_error(L, "init: unknown kind '%s'", kind);
+    df_dtype_set(t->dtype, t->data, (size_t)i, v);
+  }
+  return 0;
+}
 static int l_rand(lua_State *L) { return random_host(L, 0); }
 
 static int l_host_index(lua_State *L) {
@@ -851,6 +885,7 @@ int luaopen_dferc_core(lua_State *L) {
       {"tensor_metatable", l_tensor_mt}, {"is_tensor", l_is_tensor},
       {"host", l_host_new},         {"randn", l_randn},
       {"rand", l_rand},             {"compare", l_compare},
+      {"init", l_init},
       {"load", l_load},             {"save", l_save},
       {"json_decode", l_json_decode}, {"compile", l_compile},
       {"devices", l_devices},       {"clock", l_clock},
