@@ -42,8 +42,10 @@ typedef struct { df_plan *p; const df_device *dev; int n_out; } lplan; /* userva
 
 /* ---------------------------------------------------------------- helpers */
 
+/* Raise e's message as is (no position prefix: it names its own). */
 static int raise_err(lua_State *L, const df_err *e) {
-  return luaL_error(L, "%s", e->msg);
+  lua_pushstring(L, e->msg);
+  return lua_error(L);
 }
 
 static int fail(lua_State *L, const df_err *e) {
@@ -527,8 +529,12 @@ static int l_host_totable(lua_State *L) {
   int64_t n = df_tensor_numel(h->t);
   if (n > (1 << 24)) return luaL_error(L, "totable: tensor too large (%d elements)", (int)n);
   lua_createtable(L, (int)n, 0);
+  int is_float = df_dtype_is_float(h->t->dtype);
   for (int64_t i = 0; i < n; i++) {
-    lua_pushnumber(L, df_dtype_get(h->t->dtype, h->t->data, (size_t)i));
+    double v = df_dtype_get(h->t->dtype, h->t->data, (size_t)i);
+    if (is_float) lua_pushnumber(L, v);
+    else if (h->t->dtype == DF_I64) lua_pushinteger(L, ((const int64_t *)h->t->data)[i]);
+    else lua_pushinteger(L, (lua_Integer)v);
     lua_rawseti(L, -2, i + 1);
   }
   return 1;

@@ -15,6 +15,8 @@ load): the script returns a table S with
      model.graph    the graph (dferc.Graph)
      model.params   ordered list of {name, tensor, shape, init}, names are
                     the original state_dict keys
+     model.resolve_alias(name) -> the param a shared module's other
+                    state_dict name refers to, or nil
      model.n_params number of scalar parameters
      model.inputs   name -> input tensor ("videos", "mask", "labels")
      model.outputs  name -> output tensor (pre-training: encoder_out,
@@ -385,6 +387,7 @@ function S.build(cfg, opts)
   else model = build_finetune(cfg, opts) end
   model.params = model.builder.params
   model.n_params = model.builder:count()
+  model.resolve_alias = function(name) return model.builder:resolve_alias(name) end
   return model
 end
 

@@ -140,8 +140,20 @@ local function bind_weights(model, weights, path, feeds)
   end
   for _, name in ipairs(weights.names) do
     if not want[name] then
-      problems[#problems + 1] = string.format("unexpected tensor '%s' %s", name,
-        shape_str(weights.tensors[name].shape))
+      -- a shared module's parameters appear under each of its names
+      local target = model.resolve_alias and model.resolve_alias(name)
+      local t, tt = weights.tensors[name], target and weights.tensors[target.name]
+      if not target then
+        problems[#problems + 1] = string.format("unexpected tensor '%s' %s", name, shape_str(t.shape))
+      elseif not tt then
+        problems[#problems + 1] = string.format("'%s' is a duplicate of '%s', which is missing", name, target.name)
+      else
+        local rel, maxd = df.compare(t, tt)
+        if shape_str(t.shape) ~= shape_str(tt.shape) or maxd ~= 0 then
+          problems[#problems + 1] = string.format("'%s' should equal '%s' (one shared module) but differs",
+            name, target.name)
+        end
+      end
     end
   end
   if #problems > 0 then

@@ -31,6 +31,7 @@ function nn.builder(opts)
     dtype = opts.dtype or "f32",
     params = {},           -- ordered {name, tensor, shape, init}
     by_name = {},
+    aliases = {},          -- ordered {alias = prefix, target = prefix}
     linear_init = opts.linear_init or {kind = "trunc_normal", std = 0.02, bound = 2.0},
   }, Builder)
 end
@@ -48,6 +49,26 @@ end
 
 function Builder:input(name, dtype, shape) return df.input(self.g, name, dtype, shape) end
 function Builder:fill(v, shape, dtype) return df.fill(self.g, v, shape, dtype or self.dtype) end
+
+--[[
+Record that the module under `alias` is the one under `target` (a shared
+module).  It has no parameters of its own; a state_dict nevertheless lists
+its parameters under both prefixes, with equal values.
+]]
+function Builder:alias(alias, target)
+  self.aliases[#self.aliases + 1] = {alias = alias, target = target}
+end
+
+-- The parameter a state_dict name refers to through an alias, or nil.
+function Builder:resolve_alias(name)
+  for _, a in ipairs(self.aliases) do
+    if name:sub(1, #a.alias + 1) == a.alias .. "." then
+      local p = self.by_name[a.target .. name:sub(#a.alias + 1)]
+      if p then return p end
+    end
+  end
+  return nil
+end
 
 -- Number of scalar parameters.
 function Builder:count()
@@ -170,15 +191,23 @@ function nn.LGBlock(B, prefix, dim, nheads, opts, mlp_ratio)
   local second_norm0, second_attn
   if not opts.no_second then
     second_norm0 = nn.LayerNorm(B, join(prefix, "second_attn_norm0"), dim)
-    second_attn = opts.share_all and first_attn
-      or nn.GeneralAttention(B, join(prefix, "second_attn"), dim, nheads)
+    if opts.share_all then
+      second_attn = first_attn
+      B:alias(join(prefix, "second_attn"), join(prefix, "first_attn"))
+    else
+      second_attn = nn.GeneralAttention(B, join(prefix, "second_attn"), dim, nheads)
+    end
   end
   local third_norm0, third_norm1, third_attn
   if not opts.no_third then
     third_norm0 = nn.LayerNorm(B, join(prefix, "third_attn_norm0"), dim)
     third_norm1 = third_t == "cross" and nn.LayerNorm(B, join(prefix, "third_attn_norm1"), dim)
-    third_attn = (opts.share_all or opts.share_first_third) and first_attn
-      or nn.GeneralAttention(B, join(prefix, "third_attn"), dim, nheads)
+    if opts.share_all or opts.share_first_third then
+      third_attn = first_attn
+      B:alias(join(prefix, "third_attn"), join(prefix, "first_attn"))
+    else
+      third_attn = nn.GeneralAttention(B, join(prefix, "third_attn"), dim, nheads)
+    end
   end
   local norm2 = nn.LayerNorm(B, join(prefix, "norm2"), dim)
   local mlp = nn.Mlp(B, join(prefix, "mlp"), dim, dim * (mlp_ratio or 4))
