@@ -40,6 +40,12 @@ typedef struct df_device {
              df_err *err);
   void (*plan_stats)(const df_plan *p, df_plan_stats *st);
   void (*plan_free)(df_plan *p);
+  /* Device memory: a buffer of nbytes (NULL with err on failure), freed by
+  ** buffer_free; copies between host memory and a device buffer. */
+  void *(*buffer_alloc)(size_t nbytes, df_err *err);
+  void (*buffer_free)(void *buf);
+  int (*copy_to_device)(void *dst, const void *src, size_t nbytes, df_err *err);
+  int (*copy_to_host)(void *dst, const void *src, size_t nbytes, df_err *err);
 } df_device;
 
 /* The device of that name ("ref", "cpu", "cuda"), or NULL with a message

@@ -166,6 +166,18 @@ static int ref_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor *
   return rc;
 }
 
+/* ref's device memory is host memory. */
+static void *ref_alloc(size_t nbytes, df_err *err) {
+  void *p = malloc(nbytes ? nbytes : 1);
+  if (!p) df_err_set(err, DF_ENOMEM, "ref: out of memory for %zu bytes", nbytes);
+  return p;
+}
+
+static int ref_copy(void *dst, const void *src, size_t nbytes, df_err *err) {
+  memcpy(dst, src, nbytes);
+  return 0;
+}
+
 const df_device df_device_ref = {
     .name = "ref",
     .description = "reference interpreter (plain C, float64)",
@@ -175,4 +187,8 @@ const df_device df_device_ref = {
     .run = ref_run,
     .plan_stats = ref_stats,
     .plan_free = ref_plan_free,
+    .buffer_alloc = ref_alloc,
+    .buffer_free = free,
+    .copy_to_device = ref_copy,
+    .copy_to_host = ref_copy,
 };
