@@ -55,6 +55,9 @@ S.keys = {
   mask = enum("part_window", "tube"),
   win = ints(2), mask_ratio = NUM,
   nograd = BOOL, seed = INT, num_patches = INT,
+  -- dferc's own (not in the fixtures): which position each encoder row
+  -- gets in the decoder; see build_pretrain
+  decoder_pos = enum("original", "corrected"),
 }
 
 local COMMON = {
@@ -71,6 +74,7 @@ function S.defaults(kind)
     d.enc_dim, d.enc_heads, d.enc_depth = 512, 8, 16
     d.dec_dim, d.dec_heads, d.dec_depth = 384, 6, 4
     d.mask, d.win, d.mask_ratio = "part_window", {5, 10}, 0.9
+    d.decoder_pos = "original"
   else
     d.dim, d.heads, d.depth, d.classes = 512, 8, 16, 7
     d.token = "region"
@@ -362,9 +366,17 @@ local function build_pretrain(cfg, opts)
   end
   local encoder_out = enc_norm(x)
 
-  -- decoder: the i-th encoder row gets the i-th visible position in token order
+  -- decoder: as the original, the i-th encoder row gets the i-th visible
+  -- position in token order, which is not its own position when the LGI
+  -- regrouping reordered the rows (rt > 1 and nh*nw > 1); decoder_pos =
+  -- "corrected" pairs each row with its own position (an ablation)
   local pos = df.reshape(df.sinusoid(Bd.g, g.N, Cd), {1, g.N, Cd})
-  local y = enc_to_dec(encoder_out) + df.gather(pos, vis_idx, 1)
+  local dec_idx = vis_idx
+  if lgi and cfg.decoder_pos == "corrected" then
+    dec_idx = df.reshape(vis_idx, {nb, g.nt, g.rt, g.nh * g.nw, k})
+    dec_idx = df.reshape(df.permute(dec_idx, {0, 1, 3, 2, 4}), {nb, Nv})
+  end
+  local y = enc_to_dec(encoder_out) + df.gather(pos, dec_idx, 1)
   local m = df.expand(mask_token, {nb, Nm, Cd}) + df.gather(pos, msk_idx, 1)
   y = df.concat({y, m}, 1)
   for _, blk in ipairs(dec_blocks) do y = blk(y) end

@@ -95,6 +95,10 @@ local function load_script(path)
   if type(script) ~= "table" or type(script.build) ~= "function" then
     fail("%s: a model script must return a table with build(config)", path)
   end
+  if script.check_config == nil then
+    -- optional: a script without one takes its config as given
+    script.check_config = function(cfg) return cfg end
+  end
   return script, path
 end
 

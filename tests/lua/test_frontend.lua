@@ -107,4 +107,4 @@ T.test("sinusoid_table", function()
   T.near(r:get(2 * 4 + 1), math.sin(2), 1e-7, "pos 2 col 0")
 end)
 
-os.exit(T.done())
+os.exit(T.done(), true)

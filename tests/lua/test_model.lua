@@ -122,6 +122,31 @@ T.test("lgi_encoder_refuses_an_unbalanced_mask", function()
   T.ok(not r and err:find("LGI encoder needs 2 in every 2x4 window", 1, true), tostring(err))
 end)
 
+T.test("decoder_pos_corrected_is_an_ablation", function()
+  local cli = require "dferc.cli"
+  local function run(extra)
+    local m = S.build(tiny("pretrain", extra))
+    local feeds = {}
+    for k, p in ipairs(m.params) do feeds[p.name] = cli.init_param(p, k) end
+    feeds.videos = df.randn("f32", m.inputs.videos.shape, 3)
+    local vals = {}
+    for _ = 1, 2 * 4 do
+      for pos = 0, 15 do vals[#vals + 1] = not (pos % 8 == 1 or pos % 8 == 6) end
+    end
+    feeds.mask = df.host("bool", {2, 64}, vals)
+    local c = assert(df.compile {outputs = {m.outputs.decoder_out}})
+    return assert(c:run(feeds))[1]
+  end
+  -- regions of (2, 2, 4) tokens: rt = 2 and nh*nw = 2, so rows are reordered
+  local _, d = df.compare(run {}, run {decoder_pos = "corrected"})
+  T.ok(d > 0, "corrected pairing changes the reconstruction")
+  _, d = df.compare(run {decoder_pos = "original"}, run {})
+  T.eq(d, 0.0, "original is the default")
+  -- joint attention keeps token order: both pairings agree
+  _, d = df.compare(run {attn = "joint"}, run {attn = "joint", decoder_pos = "corrected"})
+  T.eq(d, 0.0, "joint attention")
+end)
+
 T.test("config_errors_are_clear", function()
   T.raises(function() S.check_config({kind = "finetune", colour = 3}, "case.json") end,
     "case.json: unknown key 'colour'")
@@ -136,4 +161,4 @@ T.test("config_errors_are_clear", function()
   T.raises(function() S.check_config({img = 100}, "c.json") end, "img 100 is not a positive multiple")
 end)
 
-os.exit(T.done())
+os.exit(T.done(), true)

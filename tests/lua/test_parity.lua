@@ -32,4 +32,4 @@ for _, case in ipairs {"finetune_tiny", "pretrain_tiny"} do
   end)
 end
 
-os.exit(T.done())
+os.exit(T.done(), true)
