@@ -23,7 +23,7 @@
 #define DF_MAX_IATTR 16
 #define DF_MAX_FATTR 4
 
-typedef int32_t df_node_id;
+typedef df_node_id_t df_node_id;
 
 /* Attributes given when a node is built; their meaning is per op (see
 ** ops/ops.def).  Source ops (input, param, fill, iota, ...) also give the

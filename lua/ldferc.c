@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compiler/autodiff.h"
 #include "compiler/graph.h"
 #include "runtime/device.h"
 #include "runtime/json.h"
@@ -309,6 +310,33 @@ static int l_graph_dot(lua_State *L) {
   df_err e = {0};
   if (df_graph_write_dot(g->g, ids, names, n, path, &e)) return fail(L, &e);
   lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.grad(loss, {wrt, ...}) -> {grad, ...}: gradient nodes of sum(loss). */
+static int l_grad(lua_State *L) {
+  ltensor *loss = check_tensor(L, 1);
+  lgraph *g = tensor_graph(L, 1);
+  int gidx = lua_gettop(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  int n = (int)luaL_len(L, 2);
+  df_node_id *wrt = lua_newuserdatauv(L, sizeof *wrt * (size_t)(n ? n : 1), 0);
+  df_node_id *grads = lua_newuserdatauv(L, sizeof *grads * (size_t)(n ? n : 1), 0);
+  for (int i = 0; i < n; i++) {
+    lua_geti(L, 2, i + 1);
+    ltensor *t = luaL_testudata(L, -1, TENSOR_MT);
+    if (!t) return luaL_error(L, "grad: entry %d is not a tensor", i + 1);
+    if (tensor_graph(L, lua_gettop(L)) != g) return luaL_error(L, "grad: entry %d belongs to another graph", i + 1);
+    wrt[i] = t->id;
+    lua_pop(L, 2);
+  }
+  df_err e = {0};
+  if (df_autodiff(g->g, loss->id, wrt, n, grads, &e)) return raise_err(L, &e);
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    push_tensor(L, gidx, grads[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
   return 1;
 }
 
@@ -887,6 +915,7 @@ int luaopen_dferc_core(lua_State *L) {
 
   static const luaL_Reg funcs[] = {
       {"graph", l_graph_new},       {"op", l_op},
+      {"grad", l_grad},
       {"location", l_location},     {"set_methods", l_set_methods},
       {"tensor_metatable", l_tensor_mt}, {"is_tensor", l_is_tensor},
       {"host", l_host_new},         {"randn", l_randn},

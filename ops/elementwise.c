@@ -172,3 +172,93 @@ REF_FN(df_ref_where) {
   }
   return 0;
 }
+
+/* ------------------------------------------------------------ gradients */
+
+/* d/dx of the unary ops, from x and y = f(x). */
+GRAD_FN(df_grad_unary) {
+  df_node n = df_b_node(b, node);
+  df_node_id x = n.inputs[0], y = node, g;
+  df_dtype dt = n.dtype;
+#define S(v) df_b_scalar(b, (v), dt)
+#define MUL(p, q) df_b_binary(b, DF_OP_MUL, (p), (q))
+  switch (n.op) {
+  case DF_OP_NEG: g = df_b_unary(b, DF_OP_NEG, gy); break;
+  case DF_OP_EXP: g = MUL(gy, y); break;
+  case DF_OP_LOG: g = df_b_binary(b, DF_OP_DIV, gy, x); break;
+  case DF_OP_SQRT: g = df_b_binary(b, DF_OP_DIV, MUL(gy, S(0.5)), y); break;
+  case DF_OP_RSQRT: g = MUL(MUL(gy, S(-0.5)), MUL(y, MUL(y, y))); break;
+  case DF_OP_TANH: g = MUL(gy, df_b_binary(b, DF_OP_SUB, S(1.0), MUL(y, y))); break;
+  case DF_OP_ERF: /* 2/sqrt(pi) exp(-x^2) */
+    g = MUL(MUL(gy, S(1.1283791670955126)), df_b_unary(b, DF_OP_EXP, df_b_unary(b, DF_OP_NEG, MUL(x, x))));
+    break;
+  case DF_OP_ABS: { /* sign(x): 1, -1, or 0 at 0 */
+    df_node_id pos = df_b_binary(b, DF_OP_GT, x, S(0.0)), neg = df_b_binary(b, DF_OP_LT, x, S(0.0));
+    df_node_id sgn = df_b_where(b, pos, S(1.0), df_b_where(b, neg, S(-1.0), S(0.0)));
+    g = MUL(gy, sgn);
+    break;
+  }
+  case DF_OP_RECIP: g = df_b_unary(b, DF_OP_NEG, MUL(gy, MUL(y, y))); break;
+  default: return df_err_set(b->err, DF_EUNSUPPORTED, "no gradient rule");
+  }
+#undef S
+#undef MUL
+  gx[0] = g;
+  return df_grad_status(b);
+}
+
+/* A cast between float dtypes passes the gradient back in the input's dtype. */
+GRAD_FN(df_grad_cast) {
+  df_node n = df_b_node(b, node);
+  df_node in = df_b_node(b, n.inputs[0]);
+  if (df_dtype_is_float(in.dtype) && df_dtype_is_float(n.dtype))
+    gx[0] = in.dtype == n.dtype ? gy : df_b_cast(b, gy, in.dtype);
+  return df_grad_status(b);
+}
+
+GRAD_FN(df_grad_binary) {
+  df_node n = df_b_node(b, node);
+  df_node_id x = n.inputs[0], y = n.inputs[1], ga, gb;
+  df_node nx = df_b_node(b, x), ny = df_b_node(b, y);
+  df_dtype dt = n.dtype;
+  if (!df_dtype_is_float(dt)) return 0;
+#define MUL(p, q) df_b_binary(b, DF_OP_MUL, (p), (q))
+#define DIV(p, q) df_b_binary(b, DF_OP_DIV, (p), (q))
+  switch (n.op) {
+  case DF_OP_ADD: ga = gy; gb = gy; break;
+  case DF_OP_SUB: ga = gy; gb = df_b_unary(b, DF_OP_NEG, gy); break;
+  case DF_OP_MUL: ga = MUL(gy, y); gb = MUL(gy, x); break;
+  case DF_OP_DIV:
+    ga = DIV(gy, y);
+    gb = df_b_unary(b, DF_OP_NEG, DIV(MUL(gy, node), y)); /* -gy x / y^2 = -gy (x/y) / y */
+    break;
+  case DF_OP_MAX:
+  case DF_OP_MIN: { /* to the selected input; ties go to the first */
+    df_node_id pick = df_b_binary(b, n.op == DF_OP_MAX ? DF_OP_GE : DF_OP_LE, x, y);
+    df_node_id z = df_b_scalar(b, 0.0, dt);
+    ga = df_b_where(b, pick, gy, z);
+    gb = df_b_where(b, pick, z, gy);
+    break;
+  }
+  case DF_OP_POW: /* d/dx = y x^(y-1), d/dy = log(x) x^y */
+    ga = MUL(MUL(gy, y), df_b_binary(b, DF_OP_POW, x, df_b_binary(b, DF_OP_SUB, y, df_b_scalar(b, 1.0, dt))));
+    gb = MUL(MUL(gy, node), df_b_unary(b, DF_OP_LOG, x));
+    break;
+  default: return df_err_set(b->err, DF_EUNSUPPORTED, "no gradient rule");
+  }
+#undef MUL
+#undef DIV
+  gx[0] = df_b_unbroadcast(b, ga, nx.ndim, nx.shape);
+  gx[1] = df_b_unbroadcast(b, gb, ny.ndim, ny.shape);
+  return df_grad_status(b);
+}
+
+GRAD_FN(df_grad_where) {
+  df_node n = df_b_node(b, node);
+  df_node na = df_b_node(b, n.inputs[1]), nb = df_b_node(b, n.inputs[2]);
+  if (!df_dtype_is_float(n.dtype)) return 0;
+  df_node_id z = df_b_scalar(b, 0.0, n.dtype);
+  gx[1] = df_b_unbroadcast(b, df_b_where(b, n.inputs[0], gy, z), na.ndim, na.shape);
+  gx[2] = df_b_unbroadcast(b, df_b_where(b, n.inputs[0], z, gy), nb.ndim, nb.shape);
+  return df_grad_status(b);
+}

@@ -137,3 +137,73 @@ REF_FN(df_ref_mask_index) {
   }
   return 0;
 }
+
+/*
+** scatter_add(idx, src): the result (shape attrs) starts at zero and
+** out[q', idx[q, m], s] += src[q, m, s], where q' is q with the result's
+** size-1 leading dims pinned to 0 (so it also sums what a broadcast
+** gather spread).
+*/
+SHAPE_FN(df_shape_scatter_add) {
+  const df_node *ix = in[0], *src = in[1];
+  int ax = df_axis(n->attrs.ia[0], n->attrs.ndim);
+  char si[160], ss[160], so[160];
+  if (ax < 0) return df_err_set(err, DF_EINVAL, "axis out of range");
+  int ok = (ix->dtype == DF_I64 || ix->dtype == DF_I32) && ix->ndim == ax + 1 &&
+           src->ndim == n->attrs.ndim && df_shape_numel(n->attrs.ndim, n->attrs.shape) >= 0;
+  for (int i = 0; ok && i <= ax; i++) ok = src->shape[i] == ix->shape[i];
+  for (int i = 0; ok && i < ax; i++) ok = n->attrs.shape[i] == ix->shape[i] || n->attrs.shape[i] == 1;
+  for (int i = ax + 1; ok && i < src->ndim; i++) ok = src->shape[i] == n->attrs.shape[i];
+  if (!ok)
+    return df_err_set(err, DF_ESHAPE, "indices %s, source %s do not scatter into %s on axis %d",
+                      df_node_shape_str(ix, si, sizeof si), df_node_shape_str(src, ss, sizeof ss),
+                      df_shape_str(so, sizeof so, n->attrs.ndim, n->attrs.shape), ax);
+  n->attrs.ia[0] = ax;
+  n->dtype = src->dtype;
+  n->ndim = n->attrs.ndim;
+  memcpy(n->shape, n->attrs.shape, sizeof n->shape);
+  return 0;
+}
+
+REF_FN(df_ref_scatter_add) {
+  const df_node *src = in[1];
+  int ax = (int)n->attrs.ia[0];
+  int64_t S = 1, No = n->shape[ax], M = src->shape[ax];
+  for (int i = ax + 1; i < n->ndim; i++) S *= n->shape[i];
+  int64_t Q = df_shape_numel(ax, src->shape);
+  int64_t qs[DF_MAX_DIMS], idx[DF_MAX_DIMS] = {0}, qoff = 0;
+  df_broadcast_strides(ax, n->shape, ax, src->shape, qs);
+  memset(y, 0, (size_t)df_node_numel(n) * sizeof *y);
+  for (int64_t q = 0; q < Q; q++) {
+    for (int64_t m = 0; m < M; m++) {
+      double p = x[0][q * M + m];
+      if (!(p >= 0 && p < (double)No) || p != floor(p))
+        return df_err_set(err, DF_ERUNTIME, "index %g out of range [0, %lld)", p, (long long)No);
+      double *dst = y + (qoff * No + (int64_t)p) * S;
+      const double *s = x[1] + (q * M + m) * S;
+      for (int64_t k = 0; k < S; k++) dst[k] += s[k];
+    }
+    for (int d = ax - 1; d >= 0; d--) {
+      idx[d]++;
+      qoff += qs[d];
+      if (idx[d] < src->shape[d]) break;
+      qoff -= qs[d] * idx[d];
+      idx[d] = 0;
+    }
+  }
+  return 0;
+}
+
+GRAD_FN(df_grad_gather) {
+  df_node n = df_b_node(b, node);
+  df_node nx = df_b_node(b, n.inputs[0]);
+  if (!df_dtype_is_float(n.dtype)) return 0;
+  gx[0] = df_b_scatter_add(b, n.inputs[1], gy, (int)n.attrs.ia[0], nx.ndim, nx.shape);
+  return df_grad_status(b);
+}
+
+GRAD_FN(df_grad_scatter_add) {
+  df_node n = df_b_node(b, node);
+  gx[1] = df_b_gather(b, gy, n.inputs[0], (int)n.attrs.ia[0]);
+  return df_grad_status(b);
+}

@@ -95,3 +95,20 @@ REF_FN(df_ref_matmul) {
   free(at);
   return 0;
 }
+
+/*
+** C = op(A) op(B), op = transpose when the flag is set:
+**   d op(A) = gy op(B)^T,   d op(B) = op(A)^T gy,
+** written as matmuls with flags; broadcast batch dims are summed back.
+*/
+GRAD_FN(df_grad_matmul) {
+  df_node n = df_b_node(b, node);
+  df_node_id A = n.inputs[0], B = n.inputs[1];
+  df_node na = df_b_node(b, A), nb = df_b_node(b, B);
+  int ta = n.attrs.ia[0] != 0, tb = n.attrs.ia[1] != 0;
+  df_node_id ga = ta ? df_b_matmul(b, B, gy, tb, 1) : df_b_matmul(b, gy, B, 0, !tb);
+  df_node_id gb = tb ? df_b_matmul(b, gy, A, 1, ta) : df_b_matmul(b, A, gy, !ta, 0);
+  gx[0] = df_b_unbroadcast(b, ga, na.ndim, na.shape);
+  gx[1] = df_b_unbroadcast(b, gb, nb.ndim, nb.shape);
+  return df_grad_status(b);
+}

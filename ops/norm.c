@@ -71,3 +71,51 @@ REF_FN(df_ref_layernorm) {
   }
   return 0;
 }
+
+/*
+** softmax:     gx = y (gy - sum(gy y))
+** log_softmax: gx = gy - exp(y) sum(gy)       (sums over the axis)
+*/
+GRAD_FN(df_grad_softmax) {
+  df_node n = df_b_node(b, node);
+  int ax = df_axis(n.attrs.ia[0], n.ndim);
+  int64_t m = (int64_t)1 << ax;
+  if (n.op == DF_OP_SOFTMAX) {
+    df_node_id s = df_b_reduce(b, DF_OP_SUM, df_b_binary(b, DF_OP_MUL, gy, node), m, 1, 0);
+    gx[0] = df_b_binary(b, DF_OP_MUL, node, df_b_binary(b, DF_OP_SUB, gy, s));
+  } else {
+    df_node_id s = df_b_reduce(b, DF_OP_SUM, gy, m, 1, 0);
+    gx[0] = df_b_binary(b, DF_OP_SUB, gy,
+                        df_b_binary(b, DF_OP_MUL, df_b_unary(b, DF_OP_EXP, node), s));
+  }
+  return df_grad_status(b);
+}
+
+/*
+** y = xh w + b with xh = (x - mean) r, r = 1 / sqrt(var + eps) (biased):
+**   gw = sum_rows gy xh,  gb = sum_rows gy,
+**   gx = r (g - mean(g) - xh mean(g xh)),  g = gy w   (means over the row)
+*/
+GRAD_FN(df_grad_layernorm) {
+  df_node n = df_b_node(b, node);
+  df_node_id x = n.inputs[0], w = n.inputs[1];
+  df_dtype dt = n.dtype;
+  int last = n.ndim - 1;
+  int64_t lm = (int64_t)1 << last, rows = 0;
+  for (int i = 0; i < last; i++) rows |= (int64_t)1 << i;
+  df_node_id mu = df_b_reduce(b, DF_OP_MEAN, x, lm, 1, 0);
+  df_node_id xc = df_b_binary(b, DF_OP_SUB, x, mu);
+  df_node_id var = df_b_reduce(b, DF_OP_MEAN, df_b_binary(b, DF_OP_MUL, xc, xc), lm, 1, 0);
+  df_node_id r = df_b_unary(b, DF_OP_RSQRT, df_b_binary(b, DF_OP_ADD, var, df_b_scalar(b, n.attrs.fa[0], dt)));
+  df_node_id xh = df_b_binary(b, DF_OP_MUL, xc, r);
+  df_node_id g = df_b_binary(b, DF_OP_MUL, gy, w);
+  df_node_id mg = df_b_reduce(b, DF_OP_MEAN, g, lm, 1, 0);
+  df_node_id mgx = df_b_reduce(b, DF_OP_MEAN, df_b_binary(b, DF_OP_MUL, g, xh), lm, 1, 0);
+  df_node_id inner = df_b_binary(b, DF_OP_SUB, df_b_binary(b, DF_OP_SUB, g, mg),
+                                 df_b_binary(b, DF_OP_MUL, xh, mgx));
+  gx[0] = df_b_binary(b, DF_OP_MUL, r, inner);
+  df_node_id gwx = df_b_binary(b, DF_OP_MUL, gy, xh);
+  gx[1] = rows ? df_b_reduce(b, DF_OP_SUM, gwx, rows, 0, 0) : gwx;
+  gx[2] = rows ? df_b_reduce(b, DF_OP_SUM, gy, rows, 0, 0) : gy;
+  return df_grad_status(b);
+}

@@ -6,7 +6,7 @@
 #include <string.h>
 
 static const df_op_desc op_table[] = {
-#define X(e, name, mn, mx, fl, shape, ref) {name, mn, mx, fl, shape, ref},
+#define X(e, name, mn, mx, fl, shape, ref, grad) {name, mn, mx, fl, shape, ref, grad},
 #include "ops/ops.def"
 #undef X
 };

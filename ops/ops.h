@@ -9,12 +9,15 @@
 #ifndef DF_OPS_H
 #define DF_OPS_H
 
+#include <stdint.h>
+
 #include "compiler/err.h"
 
 struct df_node;
+typedef int32_t df_node_id_t; /* = df_node_id of graph.h */
 
 typedef enum {
-#define X(e, name, mn, mx, fl, shape, ref) DF_OP_##e,
+#define X(e, name, mn, mx, fl, shape, ref, grad) DF_OP_##e,
 #include "ops/ops.def"
 #undef X
   DF_OP_COUNT
@@ -39,12 +42,23 @@ typedef int (*df_shape_fn)(struct df_node *n, const struct df_node *const *in,
 typedef int (*df_ref_fn)(const struct df_node *n, const struct df_node *const *in,
                          const double *const *x, double *y, df_err *err);
 
+struct df_builder;
+
+/* Gradient rule: given the node and gy (the gradient of the loss with
+** respect to its output), add nodes computing the gradient with respect
+** to each input and store their ids in gx[i]; gx[i] stays -1 for an input
+** that gets none (integer inputs, indices).  Nodes are added through the
+** builder, which carries the forward node's file:line. */
+typedef int (*df_grad_fn)(struct df_builder *b, df_node_id_t node, df_node_id_t gy,
+                          df_node_id_t *gx);
+
 typedef struct df_op_desc {
   const char *name;
   int min_inputs, max_inputs;
   unsigned flags;
   df_shape_fn shape;
   df_ref_fn ref;
+  df_grad_fn grad;  /* NULL: not differentiable (sources, comparisons, indices) */
 } df_op_desc;
 
 const df_op_desc *df_op_info(df_op op);

@@ -88,3 +88,43 @@ REF_FN(df_ref_reduce) {
   for (int64_t o = 0; o < NO; o++) y[o] = div > 0 ? y[o] / div : NAN;
   return 0;
 }
+
+/*
+** The gradient flows back to every reduced element: expanded for sum,
+** divided by the count for mean, to the maxima (shared among ties) for
+** amax, and 2 (x - mean) / (count - correction) for var.
+*/
+GRAD_FN(df_grad_reduce) {
+  df_node n = df_b_node(b, node);
+  df_node_id x = n.inputs[0];
+  df_node nx = df_b_node(b, x);
+  if (!df_dtype_is_float(n.dtype)) return 0;
+  int64_t mask = n.attrs.ia[0], kept[DF_MAX_DIMS], count = 1;
+  for (int i = 0; i < nx.ndim; i++) {
+    kept[i] = (mask >> i & 1) ? 1 : nx.shape[i];
+    if (mask >> i & 1) count *= nx.shape[i];
+  }
+  df_node_id g = df_b_expand(b, df_b_reshape(b, gy, nx.ndim, kept), nx.ndim, nx.shape);
+  df_dtype dt = n.dtype;
+  switch (n.op) {
+  case DF_OP_SUM: break;
+  case DF_OP_MEAN: g = df_b_binary(b, DF_OP_MUL, g, df_b_scalar(b, 1.0 / (double)count, dt)); break;
+  case DF_OP_AMAX: {
+    df_node_id y = df_b_reshape(b, node, nx.ndim, kept);
+    df_node_id hit = df_b_cast(b, df_b_binary(b, DF_OP_EQ, x, y), dt);
+    df_node_id ties = df_b_reduce(b, DF_OP_SUM, hit, mask, 1, 0);
+    g = df_b_binary(b, DF_OP_MUL, g, df_b_binary(b, DF_OP_DIV, hit, ties));
+    break;
+  }
+  case DF_OP_VAR: {
+    df_node_id mu = df_b_reduce(b, DF_OP_MEAN, x, mask, 1, 0);
+    double k = 2.0 / (double)(count - n.attrs.ia[2]);
+    g = df_b_binary(b, DF_OP_MUL, g,
+                    df_b_binary(b, DF_OP_MUL, df_b_binary(b, DF_OP_SUB, x, mu), df_b_scalar(b, k, dt)));
+    break;
+  }
+  default: return df_err_set(b->err, DF_EUNSUPPORTED, "no gradient rule");
+  }
+  gx[0] = g;
+  return df_grad_status(b);
+}

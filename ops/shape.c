@@ -163,3 +163,85 @@ REF_FN(df_ref_concat) {
   }
   return 0;
 }
+
+/* pad: zeros before and after the input along one axis. */
+SHAPE_FN(df_shape_pad) {
+  const df_node *a = in[0];
+  int ax = df_axis(n->attrs.ia[0], a->ndim);
+  if (ax < 0 || n->attrs.ia[1] < 0 || n->attrs.ia[2] < 0)
+    return df_err_set(err, DF_EINVAL, "bad axis or negative padding");
+  n->attrs.ia[0] = ax;
+  n->dtype = a->dtype;
+  n->ndim = a->ndim;
+  memcpy(n->shape, a->shape, sizeof n->shape);
+  n->shape[ax] += n->attrs.ia[1] + n->attrs.ia[2];
+  return 0;
+}
+
+REF_FN(df_ref_pad) {
+  int ax = (int)n->attrs.ia[0];
+  int64_t outer = 1, inner = 1;
+  for (int i = 0; i < ax; i++) outer *= n->shape[i];
+  for (int i = ax + 1; i < n->ndim; i++) inner *= n->shape[i];
+  int64_t L = in[0]->shape[ax], Lo = n->shape[ax], before = n->attrs.ia[1];
+  memset(y, 0, (size_t)df_node_numel(n) * sizeof *y);
+  for (int64_t o = 0; o < outer; o++)
+    memcpy(y + (o * Lo + before) * inner, x[0] + o * L * inner, (size_t)(L * inner) * sizeof *y);
+  return 0;
+}
+
+/* ------------------------------------------------------------ gradients */
+
+GRAD_FN(df_grad_reshape) {
+  df_node in = df_b_node(b, df_b_node(b, node).inputs[0]);
+  gx[0] = df_b_reshape(b, gy, in.ndim, in.shape);
+  return df_grad_status(b);
+}
+
+GRAD_FN(df_grad_expand) {
+  df_node in = df_b_node(b, df_b_node(b, node).inputs[0]);
+  gx[0] = df_b_unbroadcast(b, gy, in.ndim, in.shape);
+  return df_grad_status(b);
+}
+
+GRAD_FN(df_grad_permute) {
+  df_node n = df_b_node(b, node);
+  int64_t inv[DF_MAX_DIMS];
+  for (int i = 0; i < n.ndim; i++) inv[n.attrs.ia[i]] = i;
+  gx[0] = df_b_permute(b, gy, inv);
+  return df_grad_status(b);
+}
+
+/* The gradient of a slice is gy padded with zeros back to the input's
+** size; a strided slice (step > 1) has no rule yet. */
+GRAD_FN(df_grad_slice) {
+  df_node n = df_b_node(b, node);
+  df_node in = df_b_node(b, n.inputs[0]);
+  int ax = (int)n.attrs.ia[0];
+  if (n.attrs.ia[3] != 1)
+    return df_err_set(b->err, DF_EUNSUPPORTED, "%s:%d: slice: no gradient for step %lld", n.file,
+                      n.line, (long long)n.attrs.ia[3]);
+  int64_t s = n.attrs.ia[1], e = n.attrs.ia[2];
+  gx[0] = df_b_pad(b, gy, ax, s, in.shape[ax] - e);
+  return df_grad_status(b);
+}
+
+GRAD_FN(df_grad_concat) {
+  df_node n = df_b_node(b, node);
+  int ax = (int)n.attrs.ia[0];
+  int64_t off = 0;
+  for (int k = 0; k < n.ninputs; k++) {
+    df_node in = df_b_node(b, n.inputs[k]);
+    gx[k] = df_b_slice(b, gy, ax, off, off + in.shape[ax], 1);
+    off += in.shape[ax];
+  }
+  return df_grad_status(b);
+}
+
+GRAD_FN(df_grad_pad) {
+  df_node n = df_b_node(b, node);
+  df_node in = df_b_node(b, n.inputs[0]);
+  int ax = (int)n.attrs.ia[0];
+  gx[0] = df_b_slice(b, gy, ax, n.attrs.ia[1], n.attrs.ia[1] + in.shape[ax], 1);
+  return df_grad_status(b);
+}

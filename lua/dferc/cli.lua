@@ -14,7 +14,8 @@ commands:
   run-io   --config CASE.config.json --weights W.safetensors --inputs IO.safetensors
            --out OUT.safetensors [--device ref|cpu|cuda] [--model SCRIPT.lua] [--grads]
            build the model a config describes, load its weights, run it on the
-           inputs and write its outputs under the fixtures' names
+           inputs and write its outputs under the fixtures' names (with --grads
+           also grad.<parameter> for every parameter)
   forward  [--kind finetune|pretrain] [--config C.json] [KEY=VALUE ...] [--device D]
            [--seed S] [--model SCRIPT.lua]
            build a model (full size by default), fill it with its own random
@@ -196,9 +197,6 @@ function cli.run_io(args)
   for _, k in ipairs {"config", "weights", "inputs", "out"} do
     if not opts[k] then fail("run-io: --%s is required (see dferc help)", k) end
   end
-  if opts.grads then
-    fail("run-io: --grads is not supported yet: gradients come with autodiff")
-  end
   local script = load_script(opts.model)
   local raw = read_json(opts.config)
   local ok, cfg = pcall(script.check_config, raw, opts.config)
@@ -255,6 +253,16 @@ function cli.run_io(args)
     end
   end
 
+  if opts.grads then
+    if not outputs.loss then fail("run-io: --grads needs the loss (and so 'labels' in %s)", opts.inputs) end
+    -- grad.<name> for every parameter; a shared module's gradient is the
+    -- sum over its uses, under the name it was created with
+    local ps = {}
+    for i, p in ipairs(model.params) do ps[i] = p.tensor end
+    local ok, gs = pcall(df.grad, outputs.loss, ps)
+    if not ok then fail("%s", tostring(gs)) end
+    for i, p in ipairs(model.params) do outputs["grad." .. p.name] = gs[i] end
+  end
   local t0 = core.clock()
   local compiled, cerr = df.compile {outputs = outputs, device = opts.device or "ref"}
   if not compiled then fail("%s", cerr) end
@@ -267,8 +275,12 @@ function cli.run_io(args)
   for _, k in ipairs(sorted(res)) do entries[#entries + 1] = {k, res[k]} end
   local okw, werr2 = df.save(opts.out, entries, {format = "pt", producer = "dferc " .. df.version})
   if not okw then fail("%s", werr2) end
-  local parts = {}
-  for _, e in ipairs(entries) do parts[#parts + 1] = e[1] .. " " .. shape_str(e[2].shape) end
+  local parts, ngrads = {}, 0
+  for _, e in ipairs(entries) do
+    if e[1]:sub(1, 5) == "grad." then ngrads = ngrads + 1
+    else parts[#parts + 1] = e[1] .. " " .. shape_str(e[2].shape) end
+  end
+  if ngrads > 0 then parts[#parts + 1] = string.format("%d gradients grad.*", ngrads) end
   print(string.format("%s: %s %s model, %d parameters, device %s: compile %.3f s, run %.3f s",
     opts.out, cfg.kind, cfg.attn, model.n_params, compiled.device, t1 - t0, t2 - t1))
   print("  wrote " .. table.concat(parts, ", "))

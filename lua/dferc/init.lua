@@ -203,6 +203,12 @@ mt.__unm = M.neg
 
 core.set_methods(M)
 
+-- -------------------------------------------------------------- gradients
+
+-- grad(loss, {p1, p2, ...}) -> {g1, g2, ...}: nodes computing
+-- d sum(loss) / d p_i, added to the same graph (reverse mode).
+M.grad = core.grad
+
 -- -------------------------------------------------------------- running
 
 -- compile{outputs = {name = tensor, ...} | {tensor, ...}, device = "ref"}

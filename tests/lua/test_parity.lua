@@ -1,6 +1,7 @@
--- Parity with the original PyTorch implementation: `dferc run-io` on the
--- public fixtures reproduces every stored output on ref within 1e-5
--- (relative error ||out - ref|| / ||ref||).
+-- Parity with the original PyTorch implementation: `dferc run-io --grads`
+-- on the public fixtures reproduces every stored output on ref within 1e-5
+-- and every parameter's gradient within 1e-4 (relative error
+-- ||out - ref|| / ||ref||).
 local T = dofile((arg[0]:match("(.*/)") or "./") .. "testlib.lua")
 local df = require "dferc"
 local cli = require "dferc.cli"
@@ -17,7 +18,7 @@ for _, case in ipairs {"finetune_tiny", "pretrain_tiny"} do
     local base = dir .. "/" .. case
     local ok, rc = pcall(cli.run_io, {"run-io", "--config", base .. ".config.json",
       "--weights", base .. ".weights.safetensors", "--inputs", base .. ".io.safetensors",
-      "--out", out, "--device", "ref"})
+      "--out", out, "--device", "ref", "--grads"})
     if not ok then os.remove(out) error(rc) end
     local got = assert(df.load(out))
     os.remove(out)
@@ -29,6 +30,21 @@ for _, case in ipairs {"finetune_tiny", "pretrain_tiny"} do
       local rel = df.compare(a, b)
       T.ok(rel <= 1e-5, string.format("%s: relative error %.3g > 1e-5", name, rel))
     end
+    -- every parameter's gradient, and no other
+    local n = 0
+    for _, name in ipairs(want.names) do
+      if name:sub(1, 5) == "grad." then
+        n = n + 1
+        local a = got.tensors[name]
+        T.ok(a, name .. " written")
+        local rel = df.compare(a, want.tensors[name])
+        T.ok(rel <= 1e-4, string.format("%s: relative error %.3g > 1e-4", name, rel))
+      end
+    end
+    local m = 0
+    for _, name in ipairs(got.names) do if name:sub(1, 5) == "grad." then m = m + 1 end end
+    T.eq(m, n, "number of gradients")
+    T.ok(n > 50, "the fixture holds gradients")
   end)
 end
 

@@ -41,7 +41,7 @@ fi
 c=$F/finetune_tiny
 args=(--config "$c.config.json" --weights "$c.weights.safetensors" --inputs "$c.io.safetensors")
 expect runio_ok 0 "wrote features [2, 64]" -- "$D" run-io "${args[@]}" --out "$tmp/o.safetensors"
-expect runio_grads_not_yet 1 "--grads is not supported yet" -- "$D" run-io "${args[@]}" --out "$tmp/o.safetensors" --grads
+expect runio_grads 0 "71 gradients grad.*" -- "$D" run-io "${args[@]}" --out "$tmp/o.safetensors" --grads
 expect runio_unknown_device 1 "unknown device 'gpu'" -- "$D" run-io "${args[@]}" --out "$tmp/o.safetensors" --device gpu
 expect runio_cuda_not_built 1 "device 'cuda' is not available" -- "$D" run-io "${args[@]}" --out "$tmp/o.safetensors" --device cuda
 
