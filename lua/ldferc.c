@@ -849,6 +849,23 @@ static int l_plan_stats(lua_State *L) {
 
 static int l_plan_close(lua_State *L) { return l_plan_gc(L); }
 
+/* core.ops() -> {{name =, inputs = {min, max}, differentiable =}, ...} in table order */
+static int l_ops(lua_State *L) {
+  lua_createtable(L, DF_OP_COUNT, 0);
+  for (int i = 0; i < DF_OP_COUNT; i++) {
+    const df_op_desc *d = df_op_info((df_op)i);
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, d->name);
+    lua_setfield(L, -2, "name");
+    lua_pushboolean(L, d->grad != NULL);
+    lua_setfield(L, -2, "differentiable");
+    lua_pushboolean(L, (d->flags & DF_OPF_SOURCE) != 0);
+    lua_setfield(L, -2, "source");
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
 /* core.devices() -> {"ref", ...} */
 static int l_devices(lua_State *L) {
   const char *const *names = df_device_names();
@@ -923,7 +940,7 @@ int luaopen_dferc_core(lua_State *L) {
       {"init", l_init},
       {"load", l_load},             {"save", l_save},
       {"json_decode", l_json_decode}, {"compile", l_compile},
-      {"devices", l_devices},       {"clock", l_clock},
+      {"devices", l_devices},       {"ops", l_ops},       {"clock", l_clock},
       {NULL, NULL}};
   luaL_newlib(L, funcs);
   lua_pushlightuserdata(L, NULL);

@@ -24,7 +24,8 @@ load): the script returns a table S with
                     logits, loss)
      model.config   the checked config; model.geometry its derived sizes
 opts.num_visible (pre-training) overrides the visible-token count that the
-config's mask generator implies.
+config's mask generator implies; opts.dtype ("f32" by default, "f64" for
+gradient checks) is the dtype of the parameters and the video.
 ]]
 local df = require "dferc"
 local nn = require "dferc.nn"
@@ -247,7 +248,7 @@ end
 
 local function build_finetune(cfg, opts)
   local g = S.geometry(cfg)
-  local Bd = nn.builder {linear_init = {kind = "trunc_normal", std = 0.02, bound = 2.0}}
+  local Bd = nn.builder {dtype = opts.dtype, linear_init = {kind = "trunc_normal", std = 0.02, bound = 2.0}}
   local nb, C = cfg.B, cfg.dim
   local lgi = cfg.attn == "local_global"
   local model = {builder = Bd, graph = Bd.g, config = cfg, geometry = g, inputs = {}, outputs = {}}
@@ -266,11 +267,11 @@ local function build_finetune(cfg, opts)
   -- head.weight and head.bias are scaled by init_scale (0.001) after init
   Bd.by_name["head.weight"].init = {kind = "trunc_normal", std = 0.02, bound = 2.0, scale = 0.001}
 
-  local videos = Bd:input("videos", "f32", {nb, 3, cfg.frames, cfg.img, cfg.img})
+  local videos = Bd:input("videos", Bd.dtype, {nb, 3, cfg.frames, cfg.img, cfg.img})
   local labels = Bd:input("labels", "i64", {nb})
   model.inputs.videos, model.inputs.labels = videos, labels
 
-  local x = patch_embed(videos) + df.reshape(df.sinusoid(Bd.g, g.N, C), {1, g.N, C})
+  local x = patch_embed(videos) + df.reshape(df.sinusoid(Bd.g, g.N, C, Bd.dtype), {1, g.N, C})
   local feat
   if lgi then
     x = add_region_tokens(partition(x, g, nb, C), region_tokens, nb, g.R, C)
@@ -303,7 +304,7 @@ local function build_pretrain(cfg, opts)
   local Nv = opts.num_visible or g.Nv
   local Nm = g.N - Nv
   local lgi = cfg.attn == "local_global"
-  local Bd = nn.builder {linear_init = {kind = "xavier_uniform"}}
+  local Bd = nn.builder {dtype = opts.dtype, linear_init = {kind = "xavier_uniform"}}
   local nb, C, Cd = cfg.B, cfg.enc_dim, cfg.dec_dim
   local model = {builder = Bd, graph = Bd.g, config = cfg, geometry = g, inputs = {}, outputs = {}}
   if Nv < 1 or Nm < 1 then
@@ -340,7 +341,7 @@ local function build_pretrain(cfg, opts)
   local dec_head = nn.Linear(Bd, "decoder.head", Cd, 2 * 16 * 16 * 3)
   local enc_to_dec = nn.Linear(Bd, "encoder_to_decoder", C, Cd, false)
 
-  local videos = Bd:input("videos", "f32", {nb, 3, cfg.frames, cfg.img, cfg.img})
+  local videos = Bd:input("videos", Bd.dtype, {nb, 3, cfg.frames, cfg.img, cfg.img})
   local mask = Bd:input("mask", "bool", {nb, g.N})
   model.inputs.videos, model.inputs.mask = videos, mask
 
@@ -349,7 +350,7 @@ local function build_pretrain(cfg, opts)
   local msk_idx = df.mask_index(mask, true, Nm)
 
   -- encoder over the visible tokens
-  local x = patch_embed(videos) + df.reshape(df.sinusoid(Bd.g, g.N, C), {1, g.N, C})
+  local x = patch_embed(videos) + df.reshape(df.sinusoid(Bd.g, g.N, C, Bd.dtype), {1, g.N, C})
   x = df.gather(x, vis_idx, 1)                                   -- [B, Nv, C]
   if lgi then
     -- (nt rt nhw k) -> regions (nt nhw) of (rt k) tokens
@@ -370,7 +371,7 @@ local function build_pretrain(cfg, opts)
   -- position in token order, which is not its own position when the LGI
   -- regrouping reordered the rows (rt > 1 and nh*nw > 1); decoder_pos =
   -- "corrected" pairs each row with its own position (an ablation)
-  local pos = df.reshape(df.sinusoid(Bd.g, g.N, Cd), {1, g.N, Cd})
+  local pos = df.reshape(df.sinusoid(Bd.g, g.N, Cd, Bd.dtype), {1, g.N, Cd})
   local dec_idx = vis_idx
   if lgi and cfg.decoder_pos == "corrected" then
     dec_idx = df.reshape(vis_idx, {nb, g.nt, g.rt, g.nh * g.nw, k})

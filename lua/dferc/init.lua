@@ -174,10 +174,19 @@ end
 -- concat({a, b, ...}, axis)
 function M.concat(list, axis) return op("concat", list, {ia = {axis or 0}}) end
 
+-- pad(x, axis, before, after): zeros around x along one axis.
+function M.pad(x, axis, before, after) return op("pad", {x}, {ia = {axis, before, after}}) end
+
 -- -------------------------------------------------------------- indexing
 
 -- gather(x, idx, axis): out[q, m, s] = x[q, idx[q, m], s].
 function M.gather(x, idx, axis) return op("gather", {x, idx}, {ia = {axis}}) end
+
+-- scatter_add(idx, src, axis, shape): zeros of `shape`, then
+-- out[q, idx[q, m], s] += src[q, m, s] (the gradient of gather).
+function M.scatter_add(idx, src, axis, shape)
+  return op("scatter_add", {idx, src}, {ia = {axis}, shape = shape})
+end
 
 -- mask_index(mask, value, count [, check]): [B, count] positions where the
 -- [B, N] bool mask equals value, ascending.  check = {t, h, w, rh, rw}
