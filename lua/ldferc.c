@@ -671,14 +671,12 @@ static int l_load(lua_State *L) {
   }
   lua_setfield(L, -3, "tensors");
   lua_setfield(L, -2, "names");
-  lua_createtable(L, 0, 2);
-  static const char *meta_keys[] = {"format", NULL};
-  for (int i = 0; meta_keys[i]; i++) {
-    const char *v = df_st_metadata(f, meta_keys[i]);
-    if (v) {
-      lua_pushstring(L, v);
-      lua_setfield(L, -2, meta_keys[i]);
-    }
+  int nm = df_st_metadata_count(f);
+  lua_createtable(L, 0, nm);
+  for (int i = 0; i < nm; i++) {
+    const char *k = df_st_metadata_key(f, i);
+    lua_pushstring(L, df_st_metadata(f, k));
+    lua_setfield(L, -2, k);
   }
   lua_setfield(L, -2, "metadata");
   free(ts);

@@ -76,8 +76,8 @@ SHAPE_FN(df_shape_mask_index) {
                       (long long)ia[1], (long long)m->shape[1]);
   if (ia[2] > 0) {
     int64_t t = ia[2], h = ia[3], w = ia[4], rh = ia[5], rw = ia[6];
-    if (rh < 1 || rw < 1 || t * h * w != m->shape[1] || h % rh || w % rw ||
-        ia[1] % (t * (h / rh) * (w / rw)))
+    if (t < 1 || h < 1 || w < 1 || rh < 1 || rw < 1 || t * h * w != m->shape[1] || h % rh ||
+        w % rw || ia[1] % (t * (h / rh) * (w / rw)))
       return df_err_set(err, DF_EINVAL, "region check %lldx%lldx%lld / %lldx%lld does not fit "
                         "%lld tokens with %lld selected", (long long)t, (long long)h,
                         (long long)w, (long long)rh, (long long)rw, (long long)m->shape[1],

@@ -24,7 +24,8 @@ SHAPE_FN(df_shape_reduce) {
     }
   }
   n->ndim = nd;
-  n->dtype = a->dtype;
+  /* counting bools or bytes gives an integer count */
+  n->dtype = (n->op == DF_OP_SUM && (a->dtype == DF_BOOL || a->dtype == DF_U8)) ? DF_I64 : a->dtype;
   return 0;
 }
 

@@ -10,11 +10,12 @@
 SHAPE_FN(df_shape_reshape) {
   const df_node *a = in[0];
   char sa[160], sb[160];
-  int64_t want = df_shape_numel(n->attrs.ndim, n->attrs.shape);
-  if (n->attrs.ndim < 0 || n->attrs.ndim > DF_MAX_DIMS || want != df_node_numel(a))
+  int bad_rank = n->attrs.ndim < 0 || n->attrs.ndim > DF_MAX_DIMS;
+  int64_t want = bad_rank ? -1 : df_shape_numel(n->attrs.ndim, n->attrs.shape);
+  if (bad_rank || want != df_node_numel(a))
     return df_err_set(err, DF_ESHAPE, "cannot reshape %s (%lld elements) to %s",
                       df_node_shape_str(a, sa, sizeof sa), (long long)df_node_numel(a),
-                      df_shape_str(sb, sizeof sb, n->attrs.ndim, n->attrs.shape));
+                      df_shape_str(sb, sizeof sb, bad_rank ? 0 : n->attrs.ndim, n->attrs.shape));
   n->dtype = a->dtype;
   n->ndim = n->attrs.ndim;
   memcpy(n->shape, n->attrs.shape, sizeof n->shape);

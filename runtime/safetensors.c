@@ -414,6 +414,12 @@ const void *df_st_data(const df_st_file *f, int i, size_t *nbytes) {
   return f->t[i].data;
 }
 
+int df_st_metadata_count(const df_st_file *f) { return f ? (int)f->nmeta : 0; }
+
+const char *df_st_metadata_key(const df_st_file *f, int i) {
+  return f && i >= 0 && (size_t)i < f->nmeta ? f->meta_keys[i] : NULL;
+}
+
 const char *df_st_metadata(const df_st_file *f, const char *key) {
   if (!f || !key) return NULL;
   for (size_t i = 0; i < f->nmeta; i++)

@@ -37,6 +37,9 @@ int df_st_ndim(const df_st_file *f, int i);
 const int64_t *df_st_shape(const df_st_file *f, int i);
 /* Raw little-endian bytes of tensor i (may be unaligned). */
 const void *df_st_data(const df_st_file *f, int i, size_t *nbytes);
+/* "__metadata__" entries: their count and key i, in file order. */
+int df_st_metadata_count(const df_st_file *f);
+const char *df_st_metadata_key(const df_st_file *f, int i);
 /* Value of a "__metadata__" string entry, or NULL. */
 const char *df_st_metadata(const df_st_file *f, const char *key);
 
