@@ -1,0 +1,385 @@
+--[[
+dferc.train -- losses, the original's optimiser recipe, and the compiled
+training step.
+
+  local train = require "dferc.train"
+  local opt = train.adamw{lr = 1e-3, betas = {0.9, 0.999}, weight_decay = 0.05,
+                          groups = train.mae_dfer_groups(model, {layer_decay = 0.75})}
+  local step = train.compile{model = model, loss = loss, optimizer = opt}
+  step:set_lr(lr, wd) ... local l = step:run{videos = ..., labels = ...}
+
+The step is one graph: forward, loss, backward (autodiff) and the AdamW
+update of every parameter.  The host only feeds the batch and the
+per-step scalars (learning rate, weight decay, bias corrections) and
+keeps the parameters and optimiser state between steps.
+]]
+local df = require "dferc"
+
+local train = {}
+
+-- -------------------------------------------------------------- losses
+
+-- Cross-entropy with label smoothing s (mean over the batch):
+-- (1 - s) nll + s mean_k(-log p_k).  logits [B, K], labels [B] (i64).
+function train.cross_entropy(logits, labels, smoothing)
+  local s = smoothing or 0
+  local B = logits.shape[1]
+  local logp = df.log_softmax(logits, -1)
+  local nll = -df.gather(logp, df.reshape(labels, {B, 1}), 1)       -- [B, 1]
+  local per = nll
+  if s > 0 then
+    per = nll * (1 - s) + (-df.mean(logp, -1, true)) * s
+  end
+  return df.reshape(df.mean(per), {1})
+end
+
+-- Soft-target cross-entropy: mean_b sum_k -target[b, k] log p[b, k]
+-- (the loss mixup and cutmix need).  targets [B, K] float.
+function train.soft_target_cross_entropy(logits, targets)
+  local logp = df.log_softmax(logits, -1)
+  return df.reshape(df.mean(df.sum(-targets * logp, -1)), {1})
+end
+
+-- Smoothed one-hot targets mixed by lam with the flipped batch (the
+-- original's mixup target): off = s / K, on = 1 - s + s / K.
+-- Host helper: labels is a Lua list of class ids (0-based).
+function train.mixup_targets(labels, K, lam, smoothing)
+  local s = smoothing or 0
+  local off, on = s / K, 1 - s + s / K
+  local B, vals = #labels, {}
+  for b = 1, B do
+    local partner = labels[B - b + 1]
+    for k = 0, K - 1 do
+      local a = (labels[b] == k) and on or off
+      local c = (partner == k) and on or off
+      vals[#vals + 1] = lam * a + (1 - lam) * c
+    end
+  end
+  return df.host("f32", {B, K}, vals)
+end
+
+-- -------------------------------------------------------------- schedules
+
+--[[
+The original's cosine_scheduler: warm-up from start_warmup_value to base
+over W = warmup_epochs * steps_per_epoch steps (or warmup_steps), both end
+points included; then a cosine from base to final over the remaining
+steps.  Returns a Lua list with epochs * steps_per_epoch values.
+]]
+function train.cosine_schedule(a)
+  local total = a.epochs * a.steps_per_epoch
+  local W = (a.warmup_steps and a.warmup_steps > 0) and a.warmup_steps
+    or (a.warmup_epochs or 0) * a.steps_per_epoch
+  local start = a.start_warmup_value or 0
+  local out = {}
+  if W > 0 and (a.warmup_epochs or 0) > 0 or (a.warmup_steps and a.warmup_steps > 0) then
+    for i = 0, W - 1 do
+      out[#out + 1] = W == 1 and start or start + (a.base - start) * i / (W - 1)
+    end
+  else
+    W = 0
+  end
+  local n = total - W
+  for i = 0, n - 1 do
+    out[#out + 1] = a.final + 0.5 * (a.base - a.final) * (1 + math.cos(math.pi * i / n))
+  end
+  return out
+end
+
+-- -------------------------------------------------------------- parameter groups
+
+local SKIP = {
+  finetune = {pos_embed = true, cls_token = true, part_tokens = true, lg_region_tokens = true},
+  pretrain = {pos_embed = true, cls_token = true, mask_token = true, lg_region_tokens = true},
+}
+
+--[[
+The original's parameter groups for a MAE-DFER model: no weight decay for
+1-D parameters, names ending in ".bias" and full names in the model's skip
+list; with layer_decay (fine-tuning), layer ids as get_num_layer_for_vit
+assigns them (cls_token / mask_token / pos_embed / patch_embed.* -> 0,
+blocks.i.* -> i + 1, everything else -> depth + 1) and lr scale
+layer_decay ^ (depth + 1 - id).  Returns name -> {weight_decay = bool,
+lr_scale = number, layer = id}.
+]]
+function train.mae_dfer_groups(model, opts)
+  opts = opts or {}
+  local cfg = model.config
+  local skip = SKIP[cfg.kind] or SKIP.finetune
+  local depth = cfg.depth or cfg.enc_depth
+  local groups = {}
+  for _, p in ipairs(model.params) do
+    local name = p.name
+    local decay = not (#p.shape == 1 or name:sub(-5) == ".bias" or skip[name])
+    local g = {weight_decay = decay, lr_scale = 1.0}
+    if opts.layer_decay then
+      local id
+      if name == "cls_token" or name == "mask_token" or name == "pos_embed"
+          or name:sub(1, 11) == "patch_embed" then
+        id = 0
+      elseif name:sub(1, 7) == "blocks." then
+        id = tonumber(name:match("^blocks%.(%d+)%.")) + 1
+      else
+        id = depth + 1
+      end
+      g.layer = id
+      g.lr_scale = opts.layer_decay ^ (depth + 1 - id)
+    end
+    groups[name] = g
+  end
+  return groups
+end
+
+-- -------------------------------------------------------------- AdamW
+
+--[[
+train.adamw{lr, betas = {b1, b2}, eps = 1e-8, weight_decay, groups,
+            clip_grad, compensated = true}
+groups: name -> {weight_decay = bool, lr_scale = number}; a parameter not
+listed is decayed with scale 1.  lr and weight_decay here are the
+defaults; a schedule sets them per step with step:set_lr(lr, wd).
+compensated: keep each parameter's float32 rounding error in a second
+buffer (Kahan summation), so that many tiny updates (lr ~ 1e-6, weight
+decay alone) add up as they do in float64 instead of being rounded away.
+]]
+function train.adamw(a)
+  return {
+    kind = "adamw",
+    lr = a.lr or 1e-3,
+    betas = a.betas or {0.9, 0.999},
+    eps = a.eps or 1e-8,
+    weight_decay = a.weight_decay or 0,
+    groups = a.groups or {},
+    clip_grad = a.clip_grad,
+    compensated = a.compensated ~= false,
+  }
+end
+
+--[[
+AdamW update of one parameter, as torch.optim.AdamW computes it:
+  p <- p (1 - lr wd);  m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
+  p <- p - (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps)
+lr, wd, bc1 = 1 - b1^t, sqrt(bc2) are scalar inputs fed per step.  With a
+compensation buffer c (the part of p that float32 could not hold), the
+update u is applied as y = u + c; p' = round(p + y); c' = y - (p' - p):
+the parameter's exact value is p + c.  (The cast is the float32 rounding
+a real float32 device does anyway; ref computes in float64 and needs it
+spelled out.)
+]]
+local function adamw_update(p, g, m, v, c, s, opt, group)
+  local b1, b2 = opt.betas[1], opt.betas[2]
+  local lr = s.lr * group.lr_scale
+  local x = c and p + c or p     -- the exact value
+  local m1 = m * b1 + g * (1 - b1)
+  local v1 = v * b2 + g * g * (1 - b2)
+  local denom = df.sqrt(v1) / s.sqrt_bc2 + opt.eps
+  local u = -(m1 / denom) * (lr / s.bc1)
+  if group.weight_decay then u = u - x * (lr * s.wd) end
+  if not c then return p + u, m1, v1 end
+  local y = u + c
+  local p2 = df.cast(p + y, p.dtype)
+  return p2, m1, v1, y - (p2 - p)
+end
+
+-- -------------------------------------------------------------- the step
+
+local Step = {}
+Step.__index = Step
+
+--[[
+train.compile{model = model, loss = tensor, optimizer = opt,
+              device = "ref", outputs = {name = tensor, ...}}
+Builds forward + backward + update as one graph and compiles it.  The
+parameter values start as model.init_values (name -> Host) or must be set
+with step:set_params(weights).
+]]
+function train.compile(a)
+  local model, loss, opt = a.model, a.loss, a.optimizer
+  local g = model.graph
+  local ps = {}
+  for i, p in ipairs(model.params) do ps[i] = p.tensor end
+  local grads = df.grad(loss, ps)
+  local dt = model.params[1] and model.params[1].tensor.dtype or "f32"
+  local s = {
+    lr = df.input(g, "opt.lr", dt, {}),
+    wd = df.input(g, "opt.wd", dt, {}),
+    bc1 = df.input(g, "opt.bc1", dt, {}),
+    sqrt_bc2 = df.input(g, "opt.sqrt_bc2", dt, {}),
+  }
+  if opt.clip_grad then
+    -- clip the global gradient norm to clip_grad (torch's clip_grad_norm_)
+    local total
+    for _, gr in ipairs(grads) do
+      local sq = df.sum(gr * gr)
+      total = total and total + sq or sq
+    end
+    local norm = df.sqrt(total)
+    local coef = df.min(df.fill(g, opt.clip_grad, {}, dt) / (norm + 1e-6), 1.0)
+    for i, gr in ipairs(grads) do grads[i] = gr * coef end
+  end
+  local outputs, keys = {}, {}
+  local function out(name, t)
+    outputs[#outputs + 1] = t
+    keys[#keys + 1] = name
+  end
+  out("loss", loss)
+  for k, t in pairs(a.outputs or {}) do out("out." .. k, t) end
+  for i, p in ipairs(model.params) do
+    local m = df.input(g, "opt.m." .. p.name, dt, p.shape)
+    local v = df.input(g, "opt.v." .. p.name, dt, p.shape)
+    local c = opt.compensated and df.input(g, "opt.c." .. p.name, dt, p.shape) or nil
+    local group = opt.groups[p.name] or {weight_decay = true, lr_scale = 1.0}
+    local p2, m2, v2, c2 = adamw_update(p.tensor, grads[i], m, v, c, s, opt, group)
+    out("param." .. p.name, p2)
+    out("opt.m." .. p.name, m2)
+    out("opt.v." .. p.name, v2)
+    if c2 then out("opt.c." .. p.name, c2) end
+  end
+  local plan, err = df.core.compile(g, outputs, a.device or "ref")
+  if not plan then return nil, err end
+  local step = setmetatable({
+    plan = plan, keys = keys, model = model, opt = opt, dtype = dt, device = a.device or "ref",
+    params = {}, m = {}, v = {}, c = opt.compensated and {} or nil, t = 0, lr = opt.lr,
+    wd = opt.weight_decay,
+  }, Step)
+  for _, p in ipairs(model.params) do
+    step.m[p.name] = df.host(dt, p.shape)
+    step.v[p.name] = df.host(dt, p.shape)
+    if step.c then step.c[p.name] = df.host(dt, p.shape) end
+  end
+  return step
+end
+
+-- step:set_params{name = Host}: the parameter values (copied as needed).
+function Step:set_params(values)
+  for _, p in ipairs(self.model.params) do
+    local h = values[p.name]
+    if not h then error("set_params: no value for parameter '" .. p.name .. "'", 2) end
+    self.params[p.name] = h.dtype == self.dtype and h:reshape(p.shape) or h:cast(self.dtype)
+    if self.c then self.c[p.name] = df.host(self.dtype, p.shape) end
+  end
+end
+
+-- step:value(name) -> the parameter's exact value as f64 (with its
+-- compensation, when the optimiser keeps one).
+function Step:value(name)
+  local p = self.params[name]:cast("f64")
+  if self.c then
+    local c = self.c[name]
+    for k = 1, p.numel do p:set(k, p:get(k) + c:get(k)) end
+  end
+  return p
+end
+
+-- The learning rate and weight decay of the next step.
+function Step:set_lr(lr, wd)
+  self.lr = lr
+  if wd then self.wd = wd end
+end
+
+--[[
+step:run(batch) -> loss (a number), extra outputs (name -> Host)
+Runs one step on the batch (name -> Host: videos, mask, labels, ...),
+updates the parameters and optimiser state.  A non-finite loss raises
+"step N: loss is nan" and leaves the parameters as they were.
+]]
+function Step:run(batch)
+  local t = self.t + 1
+  local b1, b2 = self.opt.betas[1], self.opt.betas[2]
+  local feeds = {}
+  for k, v in pairs(batch) do feeds[k] = v end
+  for name, h in pairs(self.params) do feeds[name] = h end
+  for name, h in pairs(self.m) do feeds["opt.m." .. name] = h end
+  for name, h in pairs(self.v) do feeds["opt.v." .. name] = h end
+  for name, h in pairs(self.c or {}) do feeds["opt.c." .. name] = h end
+  local dt = self.dtype
+  feeds["opt.lr"] = df.host(dt, {}, self.lr)
+  feeds["opt.wd"] = df.host(dt, {}, self.wd)
+  feeds["opt.bc1"] = df.host(dt, {}, 1 - b1 ^ t)
+  feeds["opt.sqrt_bc2"] = df.host(dt, {}, math.sqrt(1 - b2 ^ t))
+  local res, err = self.plan:run(feeds)
+  if not res then error(string.format("step %d: %s", t, err), 2) end
+  local loss = res[1]:get(1)
+  if loss ~= loss or loss == math.huge or loss == -math.huge then
+    error(string.format("step %d: loss is %s; parameters left as before this step", t, tostring(loss)), 2)
+  end
+  local extra = {}
+  for i, k in ipairs(self.keys) do
+    local kind, name = k:match("^(%a+)%.(.*)$")
+    if kind == "param" then self.params[name] = res[i]
+    elseif k:sub(1, 6) == "opt.m." then self.m[k:sub(7)] = res[i]
+    elseif k:sub(1, 6) == "opt.v." then self.v[k:sub(7)] = res[i]
+    elseif k:sub(1, 6) == "opt.c." then self.c[k:sub(7)] = res[i]
+    elseif kind == "out" then extra[name] = res[i] end
+  end
+  self.t = t
+  return loss, extra
+end
+
+-- -------------------------------------------------------------- checkpoints
+
+--[[
+step:save(path, meta): one safetensors file with the parameters (their
+state_dict names), the AdamW state ("opt.m.<name>", "opt.v.<name>") and,
+in the metadata, the step count, lr, wd and `meta` (strings; e.g. the
+config as JSON and the RNG state).  Written to a temporary file, fsynced
+and renamed: a crash mid-save leaves the previous checkpoint intact.
+]]
+function Step:save(path, meta)
+  local entries = {}
+  for _, p in ipairs(self.model.params) do entries[#entries + 1] = {p.name, self.params[p.name]} end
+  for _, p in ipairs(self.model.params) do entries[#entries + 1] = {"opt.m." .. p.name, self.m[p.name]} end
+  for _, p in ipairs(self.model.params) do entries[#entries + 1] = {"opt.v." .. p.name, self.v[p.name]} end
+  if self.c then
+    for _, p in ipairs(self.model.params) do entries[#entries + 1] = {"opt.c." .. p.name, self.c[p.name]} end
+  end
+  local md = {format = "dferc-checkpoint", step = string.format("%d", self.t),
+              lr = string.format("%.17g", self.lr), wd = string.format("%.17g", self.wd)}
+  for k, v in pairs(meta or {}) do md["user." .. k] = tostring(v) end
+  return df.save(path, entries, md)
+end
+
+-- step:load(path) -> meta | nil, message.  Restores parameters, AdamW
+-- state and the step count exactly.
+function Step:load(path)
+  local f, err = df.load(path)
+  if not f then return nil, err end
+  local function need(name, shape)
+    local h = f.tensors[name]
+    if not h then return nil, string.format("%s: checkpoint lacks '%s'", path, name) end
+    if table.concat(h.shape, ",") ~= table.concat(shape, ",") or h.dtype ~= self.dtype then
+      return nil, string.format("%s: '%s' is [%s] %s, expected [%s] %s", path, name,
+        table.concat(h.shape, ", "), h.dtype, table.concat(shape, ", "), self.dtype)
+    end
+    return h
+  end
+  local params, m, v, c = {}, {}, {}, self.c and {} or nil
+  for _, p in ipairs(self.model.params) do
+    local e
+    params[p.name], e = need(p.name, p.shape)
+    if not params[p.name] then return nil, e end
+    m[p.name], e = need("opt.m." .. p.name, p.shape)
+    if not m[p.name] then return nil, e end
+    v[p.name], e = need("opt.v." .. p.name, p.shape)
+    if not v[p.name] then return nil, e end
+    if c then
+      -- a checkpoint written without compensation resumes with none
+      c[p.name] = f.tensors["opt.c." .. p.name] and need("opt.c." .. p.name, p.shape)
+        or df.host(self.dtype, p.shape)
+    end
+  end
+  local md = f.metadata or {}
+  local t = tonumber(md.step)
+  if md.format ~= "dferc-checkpoint" or not t then
+    return nil, path .. ": not a dferc training checkpoint (no step in its metadata)"
+  end
+  self.params, self.m, self.v, self.c, self.t = params, m, v, c, math.tointeger(t) or t
+  self.lr, self.wd = tonumber(md.lr) or self.lr, tonumber(md.wd) or self.wd
+  local user = {}
+  for k, val in pairs(md) do
+    if k:sub(1, 5) == "user." then user[k:sub(6)] = val end
+  end
+  return user
+end
+
+return train
