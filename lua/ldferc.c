@@ -847,6 +847,15 @@ static int l_plan_stats(lua_State *L) {
 
 static int l_plan_close(lua_State *L) { return l_plan_gc(L); }
 
+/* plan:check_finite(on): stop a run at the first non-finite tensor. */
+static int l_plan_check_finite(lua_State *L) {
+  lplan *p = check_plan(L, 1);
+  if (!p->p) return luaL_error(L, "plan is closed");
+  if (!p->dev->set_check_finite) return luaL_error(L, "device %s cannot check for non-finite values", p->dev->name);
+  p->dev->set_check_finite(p->p, lua_toboolean(L, 2));
+  return 0;
+}
+
 /* core.ops() -> {{name =, inputs = {min, max}, differentiable =}, ...} in table order */
 static int l_ops(lua_State *L) {
   lua_createtable(L, DF_OP_COUNT, 0);
@@ -918,7 +927,8 @@ int luaopen_dferc_core(lua_State *L) {
   lua_pop(L, 1);
 
   static const luaL_Reg plan_m[] = {
-      {"run", l_plan_run}, {"stats", l_plan_stats}, {"close", l_plan_close}, {NULL, NULL}};
+      {"run", l_plan_run}, {"stats", l_plan_stats}, {"close", l_plan_close},
+      {"check_finite", l_plan_check_finite}, {NULL, NULL}};
   luaL_newmetatable(L, PLAN_MT);
   luaL_newlib(L, plan_m);
   lua_setfield(L, -2, "__index");

@@ -39,6 +39,10 @@ typedef struct df_device {
   int (*run)(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor **outputs,
              df_err *err);
   void (*plan_stats)(const df_plan *p, df_plan_stats *st);
+  /* When on, run stops at the first tensor (input, parameter or result)
+  ** holding a NaN or infinity, with an error naming it and its line.
+  ** NULL when the device cannot check. */
+  void (*set_check_finite)(df_plan *p, int on);
   void (*plan_free)(df_plan *p);
   /* Device memory: a buffer of nbytes (NULL with err on failure), freed by
   ** buffer_free; copies between host memory and a device buffer. */

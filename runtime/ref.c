@@ -8,6 +8,7 @@
 */
 #include "runtime/device.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,7 @@ struct df_plan {
   unsigned char *live;
   int *last_use;        /* per node: last node id that reads it (or n for outputs) */
   double peak_bytes;
+  int check_finite;
 };
 
 static int ref_supports(df_op op) { return df_op_info(op) != NULL; }
@@ -60,6 +62,17 @@ static df_plan *ref_compile(const df_graph *g, const df_node_id *outputs, int n_
   }
   for (int i = 0; i < n_out; i++) p->last_use[outputs[i]] = n; /* kept to the end */
   return p;
+}
+
+static void ref_set_check(df_plan *p, int on) { p->check_finite = on; }
+
+/* The first non-finite element of a float node's buffer, or -1. */
+static int64_t first_non_finite(const df_node *nd, const double *buf) {
+  if (!df_dtype_is_float(nd->dtype)) return -1;
+  int64_t n = df_shape_numel(nd->ndim, nd->shape);
+  for (int64_t i = 0; i < n; i++)
+    if (!isfinite(buf[i])) return i;
+  return -1;
 }
 
 static void ref_plan_free(df_plan *p) {
@@ -135,6 +148,16 @@ static int ref_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor *
         rc = df_err_set(err, e.code, "%s:%d: %s: %s", nd->file, nd->line, df_op_name(nd->op),
                         e.msg);
     }
+    if (rc == 0 && p->check_finite) {
+      int64_t bad = first_non_finite(nd, buf[i]);
+      if (bad >= 0) {
+        char sb[160];
+        rc = df_err_set(err, DF_ERUNTIME, "first non-finite tensor: %s:%d: %s%s%s %s holds %g at "
+                        "element %lld", nd->file, nd->line, df_op_name(nd->op),
+                        nd->attrs.str ? " " : "", nd->attrs.str ? nd->attrs.str : "",
+                        df_node_shape_str(nd, sb, sizeof sb), buf[i][bad], (long long)bad);
+      }
+    }
     /* free inputs whose last reader was this node */
     for (int k = 0; k < nd->ninputs; k++) {
       df_node_id in = nd->inputs[k];
@@ -186,6 +209,7 @@ const df_device df_device_ref = {
     .compile = ref_compile,
     .run = ref_run,
     .plan_stats = ref_stats,
+    .set_check_finite = ref_set_check,
     .plan_free = ref_plan_free,
     .buffer_alloc = ref_alloc,
     .buffer_free = free,

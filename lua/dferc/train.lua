@@ -301,7 +301,15 @@ function Step:run(batch)
   if not res then error(string.format("step %d: %s", t, err), 2) end
   local loss = res[1]:get(1)
   if loss ~= loss or loss == math.huge or loss == -math.huge then
-    error(string.format("step %d: loss is %s; parameters left as before this step", t, tostring(loss)), 2)
+    -- run the step again, checked, to name the first tensor that went bad
+    local where = ""
+    if pcall(self.plan.check_finite, self.plan, true) then
+      local _, e = self.plan:run(feeds)
+      self.plan:check_finite(false)
+      if e then where = "; " .. e end
+    end
+    error(string.format("step %d: loss is %s; parameters left as before this step%s", t,
+      tostring(loss), where), 2)
   end
   local extra = {}
   for i, k in ipairs(self.keys) do

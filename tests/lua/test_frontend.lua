@@ -81,6 +81,20 @@ T.test("mask_index_runtime_errors_name_the_line", function()
     "error: " .. tostring(err))
 end)
 
+T.test("check_finite_names_the_first_bad_tensor", function()
+  local g = df.graph()
+  local x = df.input(g, "x", "f32", {3})
+  local l = line(); local y = df.log(x - 5)
+  local plan = assert(df.core.compile(g, {df.sum(df.exp(y))}, "ref"))
+  local feeds = {x = df.host("f32", {3}, {6, 7, 2})}
+  local r = assert(plan:run(feeds))
+  T.ok(r[1]:get(1) ~= r[1]:get(1), "the sum is nan")
+  plan:check_finite(true)
+  local ok, err = plan:run(feeds)
+  T.ok(not ok and err:find("first non-finite tensor: " .. here .. ":" .. l .. ": log [3] holds", 1, true),
+    tostring(err))
+end)
+
 T.test("unknown_device", function()
   local g = df.graph()
   local x = df.input(g, "x", "f32", {1})

@@ -128,6 +128,7 @@ T.test("non_finite_loss_stops_training", function()
   local before = a.step.params["head.weight"]
   local msg = T.raises(function() a.step:run {videos = bad, labels = a.batch.labels} end, "step 1: loss is")
   T.ok(msg:find("nan", 1, true) or msg:find("inf", 1, true), msg)
+  T.ok(msg:find("first non-finite tensor: ", 1, true) and msg:find("input videos", 1, true), msg)
   T.ok(a.step.params["head.weight"] == before, "parameters untouched")
   T.eq(a.step.t, 0, "step count unchanged")
 end)
