@@ -412,6 +412,16 @@ static void push_host(lua_State *L, df_tensor *t) {
   luaL_setmetatable(L, HOST_MT);
 }
 
+void df_lua_push_host(lua_State *L, df_tensor *t) {
+  if (!t) {
+    lua_pushnil(L);
+    return;
+  }
+  push_host(L, t);
+}
+
+df_tensor *df_lua_check_host(lua_State *L, int idx) { return check_host(L, idx)->t; }
+
 static int l_host_gc(lua_State *L) {
   lhost *h = check_host(L, 1);
   df_tensor_unref(h->t);

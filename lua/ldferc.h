@@ -17,4 +17,12 @@ int luaopen_dferc_core(lua_State *L);
 ** as core.datadir. */
 void df_lua_set_datadir(const char *dir);
 
+/* For other binding modules (dferc.data, dferc.cache, ...):
+** push a dferc.Host userdata that takes over the caller's reference to t
+** (pushes nil when t is NULL); and the tensor of the Host at idx (raises a
+** Lua error when it is not one; the Host keeps its reference). */
+struct df_tensor;
+void df_lua_push_host(lua_State *L, struct df_tensor *t);
+struct df_tensor *df_lua_check_host(lua_State *L, int idx);
+
 #endif
