@@ -25,7 +25,10 @@ load): the script returns a table S with
      model.config   the checked config; model.geometry its derived sizes
 opts.num_visible (pre-training) overrides the visible-token count that the
 config's mask generator implies; opts.dtype ("f32" by default, "f64" for
-gradient checks) is the dtype of the parameters and the video.
+gradient checks) is the dtype of the parameters and the video;
+opts.training builds the training-time graph, with opts.drop_path (the
+last block's rate; linear from 0 at the first block, as the original) and
+opts.dropout drawing from the "rng.seed" input.
 ]]
 local df = require "dferc"
 local nn = require "dferc.nn"
@@ -200,10 +203,13 @@ end
 
 -- -------------------------------------------------------------- pieces
 
-local function lg_opts(cfg)
+-- Block options of block i of `depth`: drop path grows linearly from 0.
+local function block_opts(cfg, opts, i, depth)
+  local dp = opts.drop_path or 0
   return {first = cfg.first, third = cfg.third, no_second = cfg.no_second,
           no_third = cfg.no_third, share_first_third = cfg.share_first_third,
-          share_all = cfg.share_all}
+          share_all = cfg.share_all, dropout = opts.dropout,
+          drop_path = depth > 1 and dp * i / (depth - 1) or 0}
 end
 
 -- [B, N, C] tokens in (t, h, w) order -> [B*R, L, C] regions.
@@ -248,7 +254,8 @@ end
 
 local function build_finetune(cfg, opts)
   local g = S.geometry(cfg)
-  local Bd = nn.builder {dtype = opts.dtype, linear_init = {kind = "trunc_normal", std = 0.02, bound = 2.0}}
+  local Bd = nn.builder {dtype = opts.dtype, training = opts.training,
+                         linear_init = {kind = "trunc_normal", std = 0.02, bound = 2.0}}
   local nb, C = cfg.B, cfg.dim
   local lgi = cfg.attn == "local_global"
   local model = {builder = Bd, graph = Bd.g, config = cfg, geometry = g, inputs = {}, outputs = {}}
@@ -259,8 +266,8 @@ local function build_finetune(cfg, opts)
   local blocks = {}
   for i = 0, cfg.depth - 1 do
     local p = "blocks." .. i
-    blocks[#blocks + 1] = lgi and nn.LGBlock(Bd, p, C, cfg.heads, lg_opts(cfg))
-      or nn.Block(Bd, p, C, cfg.heads)
+    local bo = block_opts(cfg, opts, i, cfg.depth)
+    blocks[#blocks + 1] = lgi and nn.LGBlock(Bd, p, C, cfg.heads, bo) or nn.Block(Bd, p, C, cfg.heads, bo)
   end
   local fc_norm = nn.LayerNorm(Bd, "fc_norm", C)
   local head = nn.Linear(Bd, "head", C, cfg.classes)
@@ -304,7 +311,7 @@ local function build_pretrain(cfg, opts)
   local Nv = opts.num_visible or g.Nv
   local Nm = g.N - Nv
   local lgi = cfg.attn == "local_global"
-  local Bd = nn.builder {dtype = opts.dtype, linear_init = {kind = "xavier_uniform"}}
+  local Bd = nn.builder {dtype = opts.dtype, training = opts.training, linear_init = {kind = "xavier_uniform"}}
   local nb, C, Cd = cfg.B, cfg.enc_dim, cfg.dec_dim
   local model = {builder = Bd, graph = Bd.g, config = cfg, geometry = g, inputs = {}, outputs = {}}
   if Nv < 1 or Nm < 1 then
@@ -329,13 +336,15 @@ local function build_pretrain(cfg, opts)
   local enc_blocks = {}
   for i = 0, cfg.enc_depth - 1 do
     local p = "encoder.blocks." .. i
-    enc_blocks[#enc_blocks + 1] = lgi and nn.LGBlock(Bd, p, C, cfg.enc_heads, lg_opts(cfg))
-      or nn.Block(Bd, p, C, cfg.enc_heads)
+    local bo = block_opts(cfg, opts, i, cfg.enc_depth)
+    enc_blocks[#enc_blocks + 1] = lgi and nn.LGBlock(Bd, p, C, cfg.enc_heads, bo)
+      or nn.Block(Bd, p, C, cfg.enc_heads, bo)
   end
   local enc_norm = nn.LayerNorm(Bd, "encoder.norm", C)
   local dec_blocks = {}
   for i = 0, cfg.dec_depth - 1 do
-    dec_blocks[#dec_blocks + 1] = nn.Block(Bd, "decoder.blocks." .. i, Cd, cfg.dec_heads)
+    dec_blocks[#dec_blocks + 1] = nn.Block(Bd, "decoder.blocks." .. i, Cd, cfg.dec_heads,
+      {dropout = opts.dropout})
   end
   local dec_norm = nn.LayerNorm(Bd, "decoder.norm", Cd)
   local dec_head = nn.Linear(Bd, "decoder.head", Cd, 2 * 16 * 16 * 3)

@@ -19,6 +19,7 @@
         double *y, df_err *err)
 
 SHAPE_FN(df_shape_source); SHAPE_FN(df_shape_iota); SHAPE_FN(df_shape_sinusoid);
+SHAPE_FN(df_shape_rand);
 SHAPE_FN(df_shape_unary_float); SHAPE_FN(df_shape_cast); SHAPE_FN(df_shape_binary);
 SHAPE_FN(df_shape_compare); SHAPE_FN(df_shape_where); SHAPE_FN(df_shape_matmul);
 SHAPE_FN(df_shape_reduce); SHAPE_FN(df_shape_axis_float); SHAPE_FN(df_shape_layernorm);
@@ -26,7 +27,7 @@ SHAPE_FN(df_shape_reshape); SHAPE_FN(df_shape_expand); SHAPE_FN(df_shape_permute
 SHAPE_FN(df_shape_slice); SHAPE_FN(df_shape_concat); SHAPE_FN(df_shape_gather);
 SHAPE_FN(df_shape_mask_index); SHAPE_FN(df_shape_pad); SHAPE_FN(df_shape_scatter_add);
 
-REF_FN(df_ref_fill); REF_FN(df_ref_iota); REF_FN(df_ref_sinusoid);
+REF_FN(df_ref_fill); REF_FN(df_ref_iota); REF_FN(df_ref_sinusoid); REF_FN(df_ref_rand);
 REF_FN(df_ref_unary); REF_FN(df_ref_cast); REF_FN(df_ref_binary);
 REF_FN(df_ref_where); REF_FN(df_ref_matmul); REF_FN(df_ref_reduce);
 REF_FN(df_ref_softmax); REF_FN(df_ref_layernorm); REF_FN(df_ref_copy);

@@ -1,7 +1,9 @@
 /*
-** source.c -- ops with no inputs: input, param, fill, iota, sinusoid.
+** source.c -- ops that make tensors: input, param, fill, iota, sinusoid,
+** and rand (from a seed input).
 */
 #include "ops/ops_impl.h"
+#include "compiler/crng.h"
 
 #include <math.h>
 
@@ -71,5 +73,28 @@ REF_FN(df_ref_sinusoid) {
       double ang = (double)p / pow(10000.0, 2.0 * (double)(j / 2) / (double)C);
       y[p * C + j] = (float)((j % 2 == 0) ? sin(ang) : cos(ang));
     }
+  return 0;
+}
+
+/* rand(seed): a float tensor of the attrs' shape; the seed is an integer
+** scalar fed at run time (one per step). */
+SHAPE_FN(df_shape_rand) {
+  if (in[0]->ndim != 0 || (in[0]->dtype != DF_I64 && in[0]->dtype != DF_I32))
+    return df_err_set(err, DF_ESHAPE, "seed must be an integer scalar, got %s of rank %d",
+                      df_dtype_lname(in[0]->dtype), in[0]->ndim);
+  if (!df_dtype_is_float(n->attrs.dtype))
+    return df_err_set(err, DF_ESHAPE, "needs a float dtype");
+  if (n->attrs.ndim < 0 || n->attrs.ndim > DF_MAX_DIMS || df_shape_numel(n->attrs.ndim, n->attrs.shape) < 0)
+    return df_err_set(err, DF_EINVAL, "invalid shape");
+  n->dtype = n->attrs.dtype;
+  n->ndim = n->attrs.ndim;
+  for (int i = 0; i < n->ndim; i++) n->shape[i] = n->attrs.shape[i];
+  return 0;
+}
+
+REF_FN(df_ref_rand) {
+  uint64_t seed = (uint64_t)(int64_t)x[0][0], salt = (uint64_t)n->attrs.ia[0];
+  int64_t N = df_node_numel(n);
+  for (int64_t i = 0; i < N; i++) y[i] = df_crng_u01(seed, salt, (uint64_t)i);
   return 0;
 }

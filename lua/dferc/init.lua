@@ -41,6 +41,13 @@ function M.sinusoid(g, n, c, dtype)
   return op("sinusoid", {}, {dtype = dtype or "f32", shape = {n, c}}, g)
 end
 
+-- random(seed, shape, salt [, dtype]): uniform [0, 1) from the counter-based
+-- generator; seed is an integer scalar tensor (fed per step, below 2^53),
+-- salt an integer that tells this call site's stream from the others.
+function M.random(seed, shape, salt, dtype)
+  return op("rand", {seed}, {ia = {salt}, dtype = dtype or "f32", shape = shape})
+end
+
 -- A number becomes a scalar constant of `like`'s dtype.
 local function lift(x, like)
   if type(x) == "number" then return M.fill(like.graph, x, {}, like.dtype) end
@@ -223,7 +230,13 @@ M.grad = core.grad
 -- compile{outputs = {name = tensor, ...} | {tensor, ...}, device = "ref"}
 -- -> compiled object with :run(feeds) returning outputs under the same
 -- keys; or nil, message.
+-- compile{loss = tensor, params = model, optimizer = opt, device = ...}
+-- -> a training step (see dferc.train): step(batch) returns the loss.
 function M.compile(args)
+  if args.loss then
+    return require("dferc.train").compile {model = args.params, loss = args.loss,
+      optimizer = args.optimizer, device = args.device, outputs = args.outputs, seed = args.seed}
+  end
   local keys, list, g = {}, {}, nil
   for k, t in pairs(args.outputs) do keys[#keys + 1] = k end
   table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)

@@ -23,12 +23,16 @@ local nn = {}
 local Builder = {}
 Builder.__index = Builder
 
--- nn.builder{dtype = "f32", linear_init = {...}}
+-- nn.builder{dtype = "f32", linear_init = {...}, training = false}
+-- training: build the training-time graph (drop path and dropout active,
+-- drawing from the "rng.seed" input).
 function nn.builder(opts)
   opts = opts or {}
   return setmetatable({
     g = df.graph(),
     dtype = opts.dtype or "f32",
+    training = opts.training or false,
+    salt = 0,
     params = {},           -- ordered {name, tensor, shape, init}
     by_name = {},
     aliases = {},          -- ordered {alias = prefix, target = prefix}
@@ -48,6 +52,18 @@ function Builder:param(name, shape, init)
 end
 
 function Builder:input(name, dtype, shape) return df.input(self.g, name, dtype, shape) end
+
+-- The step's seed: an input "rng.seed" [] i64, made on first use.
+function Builder:seed()
+  if not self.seed_input then self.seed_input = df.input(self.g, "rng.seed", "i64", {}) end
+  return self.seed_input
+end
+
+-- Uniform [0, 1) of `shape`, a stream of its own (a new salt per call).
+function Builder:random(shape)
+  self.salt = self.salt + 1
+  return df.random(self:seed(), shape, self.salt, self.dtype)
+end
 function Builder:fill(v, shape, dtype) return df.fill(self.g, v, shape, dtype or self.dtype) end
 
 --[[
@@ -89,6 +105,28 @@ nn.join = join
 
 -- -------------------------------------------------------------- layers
 
+-- -------------------------------------------------------------- regularisers
+
+--[[
+Drop path (stochastic depth) on a residual branch x, as timm's drop_path:
+each row of the first dim is kept with probability 1 - rate and scaled by
+1 / (1 - rate), or zeroed.  Identity unless the builder is training.
+]]
+function nn.drop_path(B, x, rate)
+  if not B.training or not rate or rate <= 0 then return x end
+  local shape = {x.shape[1]}
+  for i = 2, x.ndim do shape[i] = 1 end
+  local keep = df.cast(df.ge(B:random(shape), rate), B.dtype)
+  return x * (1 / (1 - rate)) * keep
+end
+
+-- Dropout: each element zeroed with probability rate, the rest scaled.
+function nn.dropout(B, x, rate)
+  if not B.training or not rate or rate <= 0 then return x end
+  local keep = df.cast(df.ge(B:random(x.shape), rate), B.dtype)
+  return x * (1 / (1 - rate)) * keep
+end
+
 -- Linear: weight [out, in], optional bias [out].
 function nn.Linear(B, prefix, n_in, n_out, bias)
   local w = B:param(join(prefix, "weight"), {n_out, n_in}, B.linear_init)
@@ -105,11 +143,12 @@ end
 
 nn.gelu = df.gelu
 
--- MLP: fc1 [4C, C], exact GELU, fc2 [C, 4C].
-function nn.Mlp(B, prefix, dim, hidden)
+-- MLP: fc1 [4C, C], exact GELU, fc2 [C, 4C]; dropout after each (rate 0
+-- in the original's scripts).
+function nn.Mlp(B, prefix, dim, hidden, drop)
   local fc1 = nn.Linear(B, join(prefix, "fc1"), dim, hidden)
   local fc2 = nn.Linear(B, join(prefix, "fc2"), hidden, dim)
-  return function(x) return fc2(df.gelu(fc1(x))) end
+  return function(x) return nn.dropout(B, fc2(nn.dropout(B, df.gelu(fc1(x)), drop)), drop) end
 end
 
 -- Split [B, N, H*d] into heads [B, H, N, d].
@@ -165,14 +204,17 @@ function nn.GeneralAttention(B, prefix, dim, nheads)
 end
 
 -- Block: x + attn(norm1(x)); x + mlp(norm2(x)).
-function nn.Block(B, prefix, dim, nheads, mlp_ratio)
+-- opts: mlp_ratio (4), drop_path (this block's rate), dropout.
+function nn.Block(B, prefix, dim, nheads, opts)
+  opts = opts or {}
   local norm1 = nn.LayerNorm(B, join(prefix, "norm1"), dim)
   local attn = nn.Attention(B, join(prefix, "attn"), dim, nheads)
   local norm2 = nn.LayerNorm(B, join(prefix, "norm2"), dim)
-  local mlp = nn.Mlp(B, join(prefix, "mlp"), dim, dim * (mlp_ratio or 4))
+  local mlp = nn.Mlp(B, join(prefix, "mlp"), dim, dim * (opts.mlp_ratio or 4), opts.dropout)
+  local dp = opts.drop_path
   return function(x)
-    x = x + attn(norm1(x))
-    return x + mlp(norm2(x))
+    x = x + nn.drop_path(B, nn.dropout(B, attn(norm1(x)), opts.dropout), dp)
+    return x + nn.drop_path(B, mlp(norm2(x)), dp)
   end
 end
 
@@ -180,10 +222,11 @@ end
 LGBlock, the LGI-Former block.  Input [B*R, 1 + L, C]: R regions of a
 sample, each its region token followed by L local tokens.
 opts: first = "self" | "cross", third = "cross" | "self", no_second,
-no_third, share_first_third, share_all.
+no_third, share_first_third, share_all, mlp_ratio (4), drop_path (this
+block's rate, on each of the four residual branches), dropout.
 Forward takes (x, nb, R): nb samples of R regions.
 ]]
-function nn.LGBlock(B, prefix, dim, nheads, opts, mlp_ratio)
+function nn.LGBlock(B, prefix, dim, nheads, opts)
   local first_t, third_t = opts.first or "self", opts.third or "cross"
   local first_norm0 = nn.LayerNorm(B, join(prefix, "first_attn_norm0"), dim)
   local first_norm1 = first_t == "cross" and nn.LayerNorm(B, join(prefix, "first_attn_norm1"), dim)
@@ -210,7 +253,8 @@ function nn.LGBlock(B, prefix, dim, nheads, opts, mlp_ratio)
     end
   end
   local norm2 = nn.LayerNorm(B, join(prefix, "norm2"), dim)
-  local mlp = nn.Mlp(B, join(prefix, "mlp"), dim, dim * (mlp_ratio or 4))
+  local mlp = nn.Mlp(B, join(prefix, "mlp"), dim, dim * (opts.mlp_ratio or 4), opts.dropout)
+  local function branch(t) return nn.drop_path(B, nn.dropout(B, t, opts.dropout), opts.drop_path) end
 
   return function(x, nb, R)
     local s = x.shape
@@ -219,17 +263,17 @@ function nn.LGBlock(B, prefix, dim, nheads, opts, mlp_ratio)
     local function local_tokens(t) return df.slice(t, 1, 1) end
     -- 1. first attention, inside each region
     if first_t == "self" then
-      x = x + first_attn(first_norm0(x))
+      x = x + branch(first_attn(first_norm0(x)))
     else
       -- only the region token is updated, from its L local tokens
       local m, l = region_tokens(x), local_tokens(x)
-      m = m + first_attn(first_norm0(m), first_norm1(l))
+      m = m + branch(first_attn(first_norm0(m), first_norm1(l)))
       x = df.concat({m, l}, 1)
     end
     -- 2. second attention, among the R region tokens of a sample
     local m = df.reshape(region_tokens(x), {nb, R, dim})
     if second_attn then
-      m = m + second_attn(second_norm0(m))
+      m = m + branch(second_attn(second_norm0(m)))
       x = df.concat({df.reshape(m, {nb * R, 1, dim}), local_tokens(x)}, 1)
     end
     -- 3. third attention
@@ -237,14 +281,14 @@ function nn.LGBlock(B, prefix, dim, nheads, opts, mlp_ratio)
       if third_t == "cross" then
         -- local tokens of all regions of a sample attend to its region tokens
         local l = df.reshape(local_tokens(x), {nb, R * L, dim})
-        l = l + third_attn(third_norm0(l), third_norm1(m))
+        l = l + branch(third_attn(third_norm0(l), third_norm1(m)))
         x = df.concat({region_tokens(x), df.reshape(l, {nb * R, L, dim})}, 1)
       else
-        x = x + third_attn(third_norm0(x))
+        x = x + branch(third_attn(third_norm0(x)))
       end
     end
     -- 4. feed-forward
-    return x + mlp(norm2(x))
+    return x + nn.drop_path(B, mlp(norm2(x)), opts.drop_path)
   end
 end
 

@@ -186,12 +186,20 @@ end
 local Step = {}
 Step.__index = Step
 
+-- The rng.seed of step t of a run seeded with `seed` (kept below 2^53,
+-- which every backend holds exactly).
+function train.step_seed(seed, t)
+  return (seed * 1000003 + t * 7919) % (1 << 53)
+end
+
 --[[
 train.compile{model = model, loss = tensor, optimizer = opt,
-              device = "ref", outputs = {name = tensor, ...}}
+              device = "ref", outputs = {name = tensor, ...}, seed = 0}
 Builds forward + backward + update as one graph and compiles it.  The
-parameter values start as model.init_values (name -> Host) or must be set
-with step:set_params(weights).
+parameter values must be set with step:set_params(weights) before the
+first step.  A model built for training (drop path, dropout) draws from
+its "rng.seed" input: step t feeds a value derived from (seed, t), so a
+run is the same for the same seed, and resuming continues the stream.
 ]]
 function train.compile(a)
   local model, loss, opt = a.model, a.loss, a.optimizer
@@ -240,7 +248,8 @@ function train.compile(a)
   local step = setmetatable({
     plan = plan, keys = keys, model = model, opt = opt, dtype = dt, device = a.device or "ref",
     params = {}, m = {}, v = {}, c = opt.compensated and {} or nil, t = 0, lr = opt.lr,
-    wd = opt.weight_decay,
+    wd = opt.weight_decay, seed = a.seed or 0,
+    uses_rng = model.builder and model.builder.seed_input ~= nil,
   }, Step)
   for _, p in ipairs(model.params) do
     step.m[p.name] = df.host(dt, p.shape)
@@ -297,6 +306,7 @@ function Step:run(batch)
   feeds["opt.wd"] = df.host(dt, {}, self.wd)
   feeds["opt.bc1"] = df.host(dt, {}, 1 - b1 ^ t)
   feeds["opt.sqrt_bc2"] = df.host(dt, {}, math.sqrt(1 - b2 ^ t))
+  if self.uses_rng then feeds["rng.seed"] = df.host("i64", {}, train.step_seed(self.seed, t)) end
   local res, err = self.plan:run(feeds)
   if not res then error(string.format("step %d: %s", t, err), 2) end
   local loss = res[1]:get(1)
@@ -324,6 +334,9 @@ function Step:run(batch)
   return loss, extra
 end
 
+-- step(batch) is step:run(batch).
+Step.__call = function(self, batch) return self:run(batch) end
+
 -- -------------------------------------------------------------- checkpoints
 
 --[[
@@ -342,6 +355,7 @@ function Step:save(path, meta)
     for _, p in ipairs(self.model.params) do entries[#entries + 1] = {"opt.c." .. p.name, self.c[p.name]} end
   end
   local md = {format = "dferc-checkpoint", step = string.format("%d", self.t),
+              seed = string.format("%d", self.seed),
               lr = string.format("%.17g", self.lr), wd = string.format("%.17g", self.wd)}
   for k, v in pairs(meta or {}) do md["user." .. k] = tostring(v) end
   return df.save(path, entries, md)
@@ -383,6 +397,7 @@ function Step:load(path)
   end
   self.params, self.m, self.v, self.c, self.t = params, m, v, c, math.tointeger(t) or t
   self.lr, self.wd = tonumber(md.lr) or self.lr, tonumber(md.wd) or self.wd
+  self.seed = math.tointeger(tonumber(md.seed)) or self.seed
   local user = {}
   for k, val in pairs(md) do
     if k:sub(1, 5) == "user." then user[k:sub(6)] = val end

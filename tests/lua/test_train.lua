@@ -158,4 +158,47 @@ T.test("short_pretraining_lowers_the_loss", function()
   T.ok(last < 0.8 * first, string.format("loss %.4f -> %.4f", first, last))
 end)
 
+T.test("drop_path_is_seeded_and_reproducible", function()
+  local cli = require "dferc.cli"
+  local cfg = {kind = "finetune", img = 32, frames = 4, region = {2, 2, 2}, dim = 16, heads = 2,
+               depth = 3, classes = 3, B = 4}
+  local function run(seed, dp)
+    local model = S.build(cfg, {training = true, drop_path = dp})
+    local init = {}
+    for k, p in ipairs(model.params) do init[p.name] = cli.init_param(p, k) end
+    local loss = train.cross_entropy(model.outputs.logits, model.inputs.labels, 0.1)
+    -- the user-facing form: dferc.compile{loss, params, optimizer}, step(batch)
+    local step = assert(df.compile {loss = loss, params = model, seed = seed,
+                                    optimizer = train.adamw {lr = 1e-3, weight_decay = 0.05}})
+    step:set_params(init)
+    local batch = {videos = df.randn("f32", model.inputs.videos.shape, 3), labels = df.host("i64", {4}, {0, 1, 2, 1})}
+    local ls = {}
+    for i = 1, 3 do ls[i] = step(batch) end
+    return ls
+  end
+  local a, b, c, z = run(1, 0.5), run(1, 0.5), run(2, 0.5), run(1, 0)
+  T.eq(a, b, "same seed, same losses")
+  T.ok(a[1] ~= c[1] or a[2] ~= c[2], "another seed draws other paths")
+  T.ok(a[1] ~= z[1], "drop path changes the loss")
+  local model = S.build(cfg, {training = false, drop_path = 0.5})
+  T.ok(model.builder.seed_input == nil, "no randomness outside training")
+end)
+
+T.test("drop_path_keeps_rows_at_the_rate", function()
+  local nn = require "dferc.nn"
+  local B = nn.builder {training = true, dtype = "f64"}
+  local x = B:input("x", "f64", {4000, 3})
+  local y = nn.drop_path(B, x, 0.3)
+  local c = assert(df.compile {outputs = {y}})
+  local r = assert(c:run {x = df.host("f64", {4000, 3}, 1), ["rng.seed"] = df.host("i64", {}, 17)})[1]
+  local kept = 0
+  for i = 0, 3999 do
+    local v = r:get(i * 3 + 1)
+    T.ok(v == 0 or math.abs(v - 1 / 0.7) < 1e-12, "value " .. v)
+    T.ok(r:get(i * 3 + 2) == v and r:get(i * 3 + 3) == v, "one draw per row")
+    if v ~= 0 then kept = kept + 1 end
+  end
+  T.ok(math.abs(kept / 4000 - 0.7) < 0.03, "kept fraction " .. kept / 4000)
+end)
+
 os.exit(T.done(), true)
