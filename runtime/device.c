@@ -5,11 +5,11 @@
 
 #include <string.h>
 
-static const df_device *const devices[] = {&df_device_ref};
-static const char *const names[] = {"ref", NULL};
+static const df_device *const devices[] = {&df_device_ref, &df_device_cpu};
+static const char *const names[] = {"ref", "cpu", NULL};
 
 /* Devices that later issues add; named here so the message is precise. */
-static const char *const planned[] = {"cpu", "cuda"};
+static const char *const planned[] = {"cuda"};
 
 const char *const *df_device_names(void) { return names; }
 
@@ -22,7 +22,7 @@ const df_device *df_device_get(const char *name, df_err *err) {
   for (size_t i = 0; i < sizeof planned / sizeof planned[0]; i++)
     if (strcmp(planned[i], name) == 0) {
       df_err_set(err, DF_EUNSUPPORTED,
-                 "device '%s' is not available in this build (devices: ref)", name);
+                 "device '%s' is not available in this build (devices: ref, cpu)", name);
       return NULL;
     }
   char q[64];

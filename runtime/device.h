@@ -60,5 +60,6 @@ const df_device *df_device_get(const char *name, df_err *err);
 const char *const *df_device_names(void);
 
 extern const df_device df_device_ref;
+extern const df_device df_device_cpu;
 
 #endif

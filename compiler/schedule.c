@@ -1,0 +1,706 @@
+/*
+** schedule.c -- see schedule.h.
+**
+** Fusion is by materialisation: a node either gets a slot (memory) or is
+** computed inside every kernel that reads it, as an expression of its
+** inputs at the reader's index (elementwise ops, broadcasts, reshapes,
+** permutes, slices, concats, pads and gathers all become index
+** arithmetic).  The rules below decide which nodes get slots; they are
+** applied until nothing changes.  Each slotted node that is not a feed or
+** a constant becomes one step: a generated kernel (elementwise, reduction
+** or row kernel, with its fused prologue), or a library step.
+*/
+#include "compiler/schedule.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/tensor.h"
+
+/* ------------------------------------------------------------ op classes */
+
+static int is_feed(df_op op) { return op == DF_OP_INPUT || op == DF_OP_PARAM; }
+static int is_lib(df_op op) {
+  return op == DF_OP_MATMUL || op == DF_OP_MASK_INDEX || op == DF_OP_SCATTER_ADD || op == DF_OP_RAND;
+}
+static int is_red(df_op op) {
+  return op == DF_OP_SUM || op == DF_OP_MEAN || op == DF_OP_AMAX || op == DF_OP_VAR;
+}
+static int is_row(df_op op) {
+  return op == DF_OP_SOFTMAX || op == DF_OP_LOG_SOFTMAX || op == DF_OP_LAYERNORM;
+}
+static int is_view(df_op op) {
+  return op == DF_OP_RESHAPE || op == DF_OP_EXPAND || op == DF_OP_PERMUTE || op == DF_OP_SLICE ||
+         op == DF_OP_CAST;
+}
+
+/* Cheap to recompute anywhere: a slot, a constant, or a view of one. */
+static int cheap(const df_graph *g, df_node_id n, const unsigned char *mat) {
+  for (;;) {
+    const df_node *nd = df_graph_node(g, n);
+    if (mat[n] || nd->op == DF_OP_FILL || nd->op == DF_OP_IOTA) return 1;
+    if (!is_view(nd->op)) return 0;
+    n = nd->inputs[0];
+  }
+}
+
+/* ------------------------------------------------------------ fusion rules */
+
+static int rule_feed(const df_graph *g, df_node_id n, const int *cons, const unsigned char *m) {
+  return is_feed(df_graph_node(g, n)->op);
+}
+static int rule_table(const df_graph *g, df_node_id n, const int *cons, const unsigned char *m) {
+  return df_graph_node(g, n)->op == DF_OP_SINUSOID;
+}
+static int rule_root(const df_graph *g, df_node_id n, const int *cons, const unsigned char *m) {
+  df_op op = df_graph_node(g, n)->op;
+  return is_red(op) || is_row(op) || is_lib(op);
+}
+/* Libraries read memory: their operands need slots.  (Checked from the
+** producer's side: does any consumer of n need n in memory?) */
+static int consumer_needs_memory(const df_graph *g, df_node_id n, int (*pred)(df_op)) {
+  for (int i = n + 1; i < df_graph_count(g); i++) {
+    const df_node *c = df_graph_node(g, i);
+    if (!pred(c->op)) continue;
+    for (int k = 0; k < c->ninputs; k++)
+      if (c->inputs[k] == n) return 1;
+  }
+  return 0;
+}
+static int rule_library_operand(const df_graph *g, df_node_id n, const int *cons,
+                                const unsigned char *m) {
+  return cons[n] > 0 && consumer_needs_memory(g, n, is_lib);
+}
+static int is_select_like(df_op op) { return op == DF_OP_CONCAT || op == DF_OP_PAD; }
+/* concat and pad evaluate their operands at clamped indices for every
+** element: an expensive operand would be computed many times over. */
+static int rule_select_operand(const df_graph *g, df_node_id n, const int *cons,
+                               const unsigned char *m) {
+  return cons[n] > 0 && !cheap(g, n, m) && consumer_needs_memory(g, n, is_select_like);
+}
+/* A node read by several consumers is computed once, unless cheap. */
+static int rule_shared(const df_graph *g, df_node_id n, const int *cons, const unsigned char *m) {
+  return cons[n] > 1 && !cheap(g, n, m);
+}
+
+const df_fusion_rule df_fusion_rules[] = {
+    {"feed", rule_feed},
+    {"constant_table", rule_table},
+    {"kernel_root", rule_root},
+    {"library_operand", rule_library_operand},
+    {"select_operand", rule_select_operand},
+    {"shared", rule_shared},
+};
+const int df_fusion_rule_count = sizeof df_fusion_rules / sizeof df_fusion_rules[0];
+
+/* ------------------------------------------------------------ expression generation */
+
+typedef struct cache_entry {
+  df_node_id node;
+  int nd;
+  kir_e idx[DF_MAX_DIMS];
+  kir_e e;
+} cache_entry;
+
+typedef struct gen_ctx {
+  const df_graph *g;
+  df_schedule *s;
+  kir_kernel *k;
+  df_node_id root;
+  int *buf_of_slot;   /* slot -> kernel buffer, -1 */
+  int *slot_of_buf;
+  cache_entry *cache;
+  int ncache, capcache;
+  df_err *err;
+} gen_ctx;
+
+/* The kernel buffer for a slot, added on first use. */
+static int slot_buf(gen_ctx *c, int slot, int role) {
+  if (c->buf_of_slot[slot] < 0) {
+    const df_slot *sl = &c->s->slots[slot];
+    int b = kir_add_buf(c->k, sl->dtype, sl->numel, KB_GLOBAL, role);
+    if (b < 0) return -1;
+    c->buf_of_slot[slot] = b;
+    c->slot_of_buf = realloc(c->slot_of_buf, (size_t)(b + 1) * sizeof *c->slot_of_buf);
+    if (!c->slot_of_buf) {
+      c->k->failed = 1;
+      return -1;
+    }
+    c->slot_of_buf[b] = slot;
+  }
+  c->k->bufs[c->buf_of_slot[slot]].role |= role;
+  return c->buf_of_slot[slot];
+}
+
+/* Row-major flat index of idx in shape. */
+static kir_e ravel(kir_kernel *k, int nd, const int64_t *shape, const kir_e *idx) {
+  kir_e f = kir_const_i(k, 0);
+  for (int d = 0; d < nd; d++) f = kir_iadd(k, kir_imul(k, f, shape[d]), idx[d]);
+  return f;
+}
+
+/* idx = the multi-index of flat in shape. */
+static void unravel(kir_kernel *k, kir_e flat, int nd, const int64_t *shape, kir_e *idx) {
+  int64_t stride = 1;
+  for (int d = nd - 1; d >= 0; d--) {
+    kir_e q = stride == 1 ? flat : kir_bin(k, DF_OP_DIV, flat, kir_const_i(k, stride));
+    if (d == 0) {
+      idx[d] = q;
+    } else if (shape[d] == 1) {
+      idx[d] = kir_const_i(k, 0);
+    } else {
+      kir_e qq = kir_bin(k, DF_OP_DIV, q, kir_const_i(k, shape[d]));
+      idx[d] = kir_bin(k, DF_OP_SUB, q, kir_imul(k, qq, shape[d]));
+    }
+    stride *= shape[d];
+  }
+}
+
+/* The index of an input broadcast to the node's shape. */
+static void bidx(kir_kernel *k, const df_node *in, int nd, const kir_e *idx, kir_e *out) {
+  for (int j = 0; j < in->ndim; j++) {
+    int d = nd - in->ndim + j;
+    out[j] = (in->shape[j] == 1) ? kir_const_i(k, 0) : idx[d];
+  }
+}
+
+static kir_e clampi(kir_kernel *k, kir_e v, int64_t lo, int64_t hi) {
+  return kir_bin(k, DF_OP_MIN, kir_bin(k, DF_OP_MAX, v, kir_const_i(k, lo)), kir_const_i(k, hi));
+}
+
+static kir_e gen(gen_ctx *c, df_node_id n, const kir_e *idx);
+
+static kir_e gen_uncached(gen_ctx *c, df_node_id n, const kir_e *idx) {
+  kir_kernel *k = c->k;
+  const df_node *nd = df_graph_node(c->g, n);
+  int slot = c->s->slot_of[n];
+  if (slot >= 0 && n != c->root) {
+    int b = slot_buf(c, slot, KB_IN);
+    return kir_load(k, b, ravel(k, nd->ndim, nd->shape, idx));
+  }
+  kir_e ix[DF_MAX_DIMS], r = -1;
+  const df_node *in0 = nd->ninputs > 0 ? df_graph_node(c->g, nd->inputs[0]) : NULL;
+  switch (nd->op) {
+  case DF_OP_FILL:
+    return df_dtype_is_float(nd->dtype) ? kir_const_f(k, nd->dtype, nd->attrs.fa[0])
+                                        : kir_cast(k, nd->dtype, kir_const_i(k, (int64_t)nd->attrs.fa[0]));
+  case DF_OP_IOTA: return kir_cast(k, nd->dtype, idx[df_axis(nd->attrs.ia[0], nd->ndim)]);
+  case DF_OP_NEG: case DF_OP_EXP: case DF_OP_LOG: case DF_OP_SQRT: case DF_OP_RSQRT:
+  case DF_OP_TANH: case DF_OP_ERF: case DF_OP_ABS: case DF_OP_RECIP:
+    return kir_un(k, nd->op, gen(c, nd->inputs[0], idx));
+  case DF_OP_CAST: return kir_cast(k, nd->dtype, gen(c, nd->inputs[0], idx));
+  case DF_OP_ADD: case DF_OP_SUB: case DF_OP_MUL: case DF_OP_DIV: case DF_OP_MAX:
+  case DF_OP_MIN: case DF_OP_POW: case DF_OP_EQ: case DF_OP_NE: case DF_OP_LT:
+  case DF_OP_LE: case DF_OP_GT: case DF_OP_GE: {
+    kir_e iy[DF_MAX_DIMS];
+    const df_node *in1 = df_graph_node(c->g, nd->inputs[1]);
+    bidx(k, in0, nd->ndim, idx, ix);
+    bidx(k, in1, nd->ndim, idx, iy);
+    kir_e a = gen(c, nd->inputs[0], ix);
+    kir_e b = gen(c, nd->inputs[1], iy);
+    return kir_bin(k, nd->op, a, b);
+  }
+  case DF_OP_WHERE: {
+    kir_e iy[DF_MAX_DIMS], iz[DF_MAX_DIMS];
+    bidx(k, in0, nd->ndim, idx, ix);
+    bidx(k, df_graph_node(c->g, nd->inputs[1]), nd->ndim, idx, iy);
+    bidx(k, df_graph_node(c->g, nd->inputs[2]), nd->ndim, idx, iz);
+    kir_e cond = gen(c, nd->inputs[0], ix);
+    return kir_select(k, kir_bin(k, DF_OP_NE, kir_cast(k, DF_I64, cond), kir_const_i(k, 0)),
+                      gen(c, nd->inputs[1], iy), gen(c, nd->inputs[2], iz));
+  }
+  case DF_OP_RESHAPE:
+    unravel(k, ravel(k, nd->ndim, nd->shape, idx), in0->ndim, in0->shape, ix);
+    return gen(c, nd->inputs[0], ix);
+  case DF_OP_EXPAND:
+    bidx(k, in0, nd->ndim, idx, ix);
+    return gen(c, nd->inputs[0], ix);
+  case DF_OP_PERMUTE:
+    for (int i = 0; i < nd->ndim; i++) ix[nd->attrs.ia[i]] = idx[i];
+    return gen(c, nd->inputs[0], ix);
+  case DF_OP_SLICE: {
+    int ax = (int)nd->attrs.ia[0];
+    memcpy(ix, idx, (size_t)nd->ndim * sizeof *ix);
+    ix[ax] = kir_iadd(k, kir_const_i(k, nd->attrs.ia[1]), kir_imul(k, idx[ax], nd->attrs.ia[3]));
+    return gen(c, nd->inputs[0], ix);
+  }
+  case DF_OP_CONCAT: {
+    int ax = (int)nd->attrs.ia[0];
+    int64_t off = 0;
+    for (int i = 0; i < nd->ninputs; i++) {
+      const df_node *in = df_graph_node(c->g, nd->inputs[i]);
+      int64_t len = in->shape[ax];
+      if (len == 0) continue;
+      memcpy(ix, idx, (size_t)nd->ndim * sizeof *ix);
+      ix[ax] = clampi(k, kir_bin(k, DF_OP_SUB, idx[ax], kir_const_i(k, off)), 0, len - 1);
+      kir_e v = gen(c, nd->inputs[i], ix);
+      if (r < 0) r = v;
+      else r = kir_select(k, kir_bin(k, DF_OP_LT, idx[ax], kir_const_i(k, off)), r, v);
+      off += len;
+    }
+    return r;
+  }
+  case DF_OP_PAD: {
+    int ax = (int)nd->attrs.ia[0];
+    int64_t before = nd->attrs.ia[1], len = in0->shape[ax];
+    if (len == 0) return kir_const_f(k, nd->dtype, 0.0);
+    memcpy(ix, idx, (size_t)nd->ndim * sizeof *ix);
+    kir_e rel = kir_bin(k, DF_OP_SUB, idx[ax], kir_const_i(k, before));
+    ix[ax] = clampi(k, rel, 0, len - 1);
+    kir_e inside = kir_bin(k, DF_OP_EQ, rel, ix[ax]);
+    return kir_select(k, inside, gen(c, nd->inputs[0], ix), kir_const_f(k, nd->dtype, 0.0));
+  }
+  case DF_OP_GATHER: {
+    int ax = (int)nd->attrs.ia[0];
+    const df_node *ixn = df_graph_node(c->g, nd->inputs[1]);
+    kir_e pi[DF_MAX_DIMS];
+    memcpy(pi, idx, (size_t)(ax + 1) * sizeof *pi);
+    kir_e p = kir_cast(k, DF_I64, gen(c, nd->inputs[1], pi));
+    (void)ixn;
+    for (int j = 0; j < in0->ndim; j++) ix[j] = (j < ax && in0->shape[j] == 1) ? kir_const_i(k, 0) : idx[j];
+    ix[ax] = clampi(k, p, 0, in0->shape[ax] - 1); /* mask_index gives valid positions */
+    return gen(c, nd->inputs[0], ix);
+  }
+  default:
+    df_err_set(c->err, DF_EUNSUPPORTED, "%s:%d: %s: cannot be fused into a kernel", nd->file,
+               nd->line, df_op_name(nd->op));
+    k->failed = 1;
+    return -1;
+  }
+}
+
+static kir_e gen(gen_ctx *c, df_node_id n, const kir_e *idx) {
+  int nd = df_graph_node(c->g, n)->ndim;
+  for (int i = 0; i < c->ncache; i++) {
+    cache_entry *e = &c->cache[i];
+    if (e->node == n && memcmp(e->idx, idx, (size_t)nd * sizeof *idx) == 0) return e->e;
+  }
+  kir_e r = gen_uncached(c, n, idx);
+  if (r < 0) return r;
+  if (c->ncache == c->capcache) {
+    int cap = c->capcache ? c->capcache * 2 : 64;
+    cache_entry *ne = realloc(c->cache, (size_t)cap * sizeof *ne);
+    if (!ne) return r;
+    c->cache = ne;
+    c->capcache = cap;
+  }
+  cache_entry *e = &c->cache[c->ncache++];
+  e->node = n;
+  e->nd = nd;
+  memcpy(e->idx, idx, (size_t)nd * sizeof *idx);
+  e->e = r;
+  return r;
+}
+
+/* ------------------------------------------------------------ kernels */
+
+/* The kernel's name: what it fuses. */
+static void kernel_name(const df_graph *g, df_schedule *s, df_node_id root, char *out, size_t n) {
+  const df_node *nd = df_graph_node(g, root);
+  snprintf(out, n, "fused_%s_n%d_%s", df_op_name(nd->op), root, df_dtype_lname(nd->dtype));
+}
+
+/* rows x inner loops over the output, storing gen(root) at each element. */
+static void emit_elementwise(gen_ctx *c, const df_node *nd, int out) {
+  kir_kernel *k = c->k;
+  kir_e idx[DF_MAX_DIMS];
+  if (nd->ndim == 0) {
+    kir_for(k, 1, KF_PARALLEL);
+    kir_store(k, out, kir_const_i(k, 0), gen(c, c->root, idx));
+    kir_end(k);
+    return;
+  }
+  int64_t inner = nd->shape[nd->ndim - 1], rows = df_shape_numel(nd->ndim - 1, nd->shape);
+  int r = kir_for(k, rows, KF_PARALLEL);
+  kir_e rv = kir_var(k, r);
+  unravel(k, rv, nd->ndim - 1, nd->shape, idx);
+  int j = kir_for(k, inner, KF_VECTOR);
+  idx[nd->ndim - 1] = kir_var(k, j);
+  kir_e flat = kir_iadd(k, kir_imul(k, rv, inner), idx[nd->ndim - 1]);
+  kir_store(k, out, flat, gen(c, c->root, idx));
+  kir_end(k);
+  kir_end(k);
+}
+
+static df_dtype acc_type(df_dtype t) { return df_dtype_is_float(t) ? DF_F64 : DF_I64; }
+
+/* sum / mean / amax / var: one output element per parallel iteration, the
+** reduced dims as nested loops. */
+static void emit_reduce(gen_ctx *c, const df_node *nd, int out) {
+  kir_kernel *k = c->k;
+  df_node_id xin = nd->inputs[0];
+  const df_node *x = df_graph_node(c->g, xin);
+  int64_t mask = nd->attrs.ia[0], kept[DF_MAX_DIMS], count = 1;
+  int nk = 0;
+  for (int i = 0; i < x->ndim; i++) {
+    if (mask >> i & 1) count *= x->shape[i];
+    else kept[nk++] = x->shape[i];
+  }
+  int64_t nout = df_shape_numel(nk, kept);
+  df_dtype at = acc_type(x->dtype);
+  int o = kir_for(k, nout, KF_PARALLEL);
+  kir_e kidx[DF_MAX_DIMS], full[DF_MAX_DIMS];
+  unravel(k, kir_var(k, o), nk, kept, kidx);
+  int passes = nd->op == DF_OP_VAR ? 2 : 1, mean_t = -1, acc = -1;
+  for (int pass = 0; pass < passes; pass++) {
+    c->ncache = 0; /* expressions of loop variables do not outlive their loop */
+    kir_e init = nd->op == DF_OP_AMAX ? kir_const_f(k, at, -INFINITY) : kir_const_f(k, at, 0.0);
+    if (at == DF_I64) init = kir_const_i(k, 0);
+    acc = kir_decl(k, at, init);
+    int nl = 0;
+    for (int i = 0, kk = 0; i < x->ndim; i++) {
+      if (mask >> i & 1) {
+        full[i] = kir_var(k, kir_for(k, x->shape[i], KF_REDUCE));
+        nl++;
+      } else {
+        full[i] = kidx[kk++];
+      }
+    }
+    kir_e v = kir_cast(k, at, gen(c, xin, full));
+    if (pass == 1) {
+      kir_e d = kir_bin(k, DF_OP_SUB, v, kir_tmp(k, mean_t, at));
+      v = kir_bin(k, DF_OP_MUL, d, d);
+    }
+    kir_acc(k, acc, nd->op == DF_OP_AMAX ? DF_OP_MAX : DF_OP_ADD, v);
+    for (int i = 0; i < nl; i++) kir_end(k);
+    if (nd->op == DF_OP_VAR && pass == 0)
+      mean_t = kir_decl(k, at, kir_bin(k, DF_OP_DIV, kir_tmp(k, acc, at), kir_const_f(k, at, (double)count)));
+  }
+  kir_e val = kir_tmp(k, acc, at);
+  if (nd->op == DF_OP_MEAN) val = kir_bin(k, DF_OP_DIV, val, kir_const_f(k, at, (double)count));
+  if (nd->op == DF_OP_VAR)
+    val = kir_bin(k, DF_OP_DIV, val, kir_const_f(k, at, (double)(count - nd->attrs.ia[2])));
+  kir_store(k, out, kir_var(k, o), kir_cast(k, nd->dtype, val));
+  kir_end(k);
+}
+
+/* softmax / log_softmax over an axis, layernorm over the last dim: one row
+** per parallel iteration; statistics in float64; the input recomputed
+** (fused) on each pass. */
+static void emit_row(gen_ctx *c, const df_node *nd, int out) {
+  kir_kernel *k = c->k;
+  df_node_id xin = nd->inputs[0];
+  int ax = nd->op == DF_OP_LAYERNORM ? nd->ndim - 1 : df_axis(nd->attrs.ia[0], nd->ndim);
+  int64_t L = nd->shape[ax], rshape[DF_MAX_DIMS];
+  int nr = 0;
+  for (int i = 0; i < nd->ndim; i++)
+    if (i != ax) rshape[nr++] = nd->shape[i];
+  int64_t rows = df_shape_numel(nr, rshape);
+  df_dtype at = DF_F64;
+  int r = kir_for(k, rows, KF_PARALLEL);
+  kir_e ridx[DF_MAX_DIMS], full[DF_MAX_DIMS];
+  unravel(k, kir_var(k, r), nr, rshape, ridx);
+#define ROWIDX(v)                                            \
+  do {                                                       \
+    for (int i_ = 0, j_ = 0; i_ < nd->ndim; i_++)            \
+      full[i_] = (i_ == ax) ? kir_var(k, v) : ridx[j_++];    \
+  } while (0)
+  int l;
+  if (nd->op == DF_OP_LAYERNORM) {
+    int s1 = kir_decl(k, at, kir_const_f(k, at, 0.0));
+    l = kir_for(k, L, KF_REDUCE);
+    ROWIDX(l);
+    c->ncache = 0;
+    kir_acc(k, s1, DF_OP_ADD, kir_cast(k, at, gen(c, xin, full)));
+    kir_end(k);
+    int mu = kir_decl(k, at, kir_bin(k, DF_OP_DIV, kir_tmp(k, s1, at), kir_const_f(k, at, (double)L)));
+    int s2 = kir_decl(k, at, kir_const_f(k, at, 0.0));
+    l = kir_for(k, L, KF_REDUCE);
+    ROWIDX(l);
+    c->ncache = 0;
+    kir_e d = kir_bin(k, DF_OP_SUB, kir_cast(k, at, gen(c, xin, full)), kir_tmp(k, mu, at));
+    kir_acc(k, s2, DF_OP_ADD, kir_bin(k, DF_OP_MUL, d, d));
+    kir_end(k);
+    kir_e var = kir_bin(k, DF_OP_DIV, kir_tmp(k, s2, at), kir_const_f(k, at, (double)L));
+    int rs = kir_decl(k, at, kir_un(k, DF_OP_RSQRT, kir_bin(k, DF_OP_ADD, var, kir_const_f(k, at, nd->attrs.fa[0]))));
+    l = kir_for(k, L, KF_VECTOR);
+    ROWIDX(l);
+    c->ncache = 0;
+    kir_e ci[1] = {kir_var(k, l)};
+    kir_e xh = kir_bin(k, DF_OP_MUL, kir_bin(k, DF_OP_SUB, kir_cast(k, at, gen(c, xin, full)), kir_tmp(k, mu, at)),
+                       kir_tmp(k, rs, at));
+    kir_e y = kir_bin(k, DF_OP_ADD, kir_bin(k, DF_OP_MUL, xh, kir_cast(k, at, gen(c, nd->inputs[1], ci))),
+                      kir_cast(k, at, gen(c, nd->inputs[2], ci)));
+    kir_store(k, out, ravel(k, nd->ndim, nd->shape, full), kir_cast(k, nd->dtype, y));
+    kir_end(k);
+  } else {
+    int mx = kir_decl(k, at, kir_const_f(k, at, -INFINITY));
+    l = kir_for(k, L, KF_REDUCE);
+    ROWIDX(l);
+    c->ncache = 0;
+    kir_acc(k, mx, DF_OP_MAX, kir_cast(k, at, gen(c, xin, full)));
+    kir_end(k);
+    int sum = kir_decl(k, at, kir_const_f(k, at, 0.0));
+    l = kir_for(k, L, KF_REDUCE);
+    ROWIDX(l);
+    c->ncache = 0;
+    kir_acc(k, sum, DF_OP_ADD,
+            kir_un(k, DF_OP_EXP, kir_bin(k, DF_OP_SUB, kir_cast(k, at, gen(c, xin, full)), kir_tmp(k, mx, at))));
+    kir_end(k);
+    l = kir_for(k, L, KF_VECTOR);
+    ROWIDX(l);
+    c->ncache = 0;
+    kir_e z = kir_bin(k, DF_OP_SUB, kir_cast(k, at, gen(c, xin, full)), kir_tmp(k, mx, at));
+    kir_e y = nd->op == DF_OP_SOFTMAX
+                  ? kir_bin(k, DF_OP_DIV, kir_un(k, DF_OP_EXP, z), kir_tmp(k, sum, at))
+                  : kir_bin(k, DF_OP_SUB, z, kir_un(k, DF_OP_LOG, kir_tmp(k, sum, at)));
+    kir_store(k, out, ravel(k, nd->ndim, nd->shape, full), kir_cast(k, nd->dtype, y));
+    kir_end(k);
+  }
+#undef ROWIDX
+  kir_end(k);
+}
+
+/* Build the kernel of a slotted node and its step. */
+static int build_kernel(df_schedule *s, df_node_id n, df_step *st, df_err *err) {
+  const df_graph *g = s->g;
+  const df_node *nd = df_graph_node(g, n);
+  char name[96];
+  kernel_name(g, s, n, name, sizeof name);
+  gen_ctx c;
+  memset(&c, 0, sizeof c);
+  c.g = g;
+  c.s = s;
+  c.root = n;
+  c.err = err;
+  c.k = kir_new(name);
+  c.buf_of_slot = malloc((size_t)s->nslots * sizeof *c.buf_of_slot);
+  if (!c.k || !c.buf_of_slot) {
+    kir_free(c.k);
+    free(c.buf_of_slot);
+    return df_err_set(err, DF_ENOMEM, "out of memory");
+  }
+  for (int i = 0; i < s->nslots; i++) c.buf_of_slot[i] = -1;
+  int out = slot_buf(&c, s->slot_of[n], KB_OUT);
+  if (is_red(nd->op)) emit_reduce(&c, nd, out);
+  else if (is_row(nd->op)) emit_row(&c, nd, out);
+  else emit_elementwise(&c, nd, out);
+  int rc = 0;
+  if (c.k->failed) rc = err && err->code ? err->code : df_err_set(err, DF_ENOMEM, "out of memory");
+  else rc = kir_verify(c.k, err);
+  if (rc == 0) {
+    st->kind = DF_STEP_KERNEL;
+    st->node = n;
+    st->kernel = c.k;
+    st->nslots = c.k->nbufs;
+    st->slots = malloc((size_t)(c.k->nbufs ? c.k->nbufs : 1) * sizeof *st->slots);
+    if (!st->slots) rc = df_err_set(err, DF_ENOMEM, "out of memory");
+    else memcpy(st->slots, c.slot_of_buf, (size_t)c.k->nbufs * sizeof *st->slots);
+  }
+  if (rc) kir_free(c.k);
+  free(c.buf_of_slot);
+  free(c.slot_of_buf);
+  free(c.cache);
+  return rc;
+}
+
+/* ------------------------------------------------------------ memory plan */
+
+/* First-fit placement of arena slots by their [first, last] step
+** intervals; 64-byte aligned. */
+static void plan_memory(df_schedule *s) {
+  typedef struct { size_t off, size; int last; } live_t;
+  live_t *live = malloc((size_t)(s->nslots + 1) * sizeof *live);
+  int nlive = 0;
+  size_t peak = 0;
+  int *order = malloc((size_t)(s->nslots + 1) * sizeof *order);
+  int n = 0;
+  if (!live || !order) {
+    /* no plan: every slot gets its own place */
+    size_t off = 0;
+    for (int i = 0; i < s->nslots; i++)
+      if (s->slots[i].kind == DF_SLOT_ARENA) {
+        s->slots[i].offset = off;
+        off += ((size_t)s->slots[i].numel * df_dtype_size(s->slots[i].dtype) + 63) & ~(size_t)63;
+      }
+    s->arena_bytes = off;
+    free(live);
+    free(order);
+    return;
+  }
+  for (int i = 0; i < s->nslots; i++)
+    if (s->slots[i].kind == DF_SLOT_ARENA) order[n++] = i;
+  /* slots are created in node order, which is step order: already sorted by first */
+  for (int oi = 0; oi < n; oi++) {
+    df_slot *sl = &s->slots[order[oi]];
+    size_t size = ((size_t)sl->numel * df_dtype_size(sl->dtype) + 63) & ~(size_t)63;
+    if (size == 0) size = 64;
+    int w = 0;
+    for (int i = 0; i < nlive; i++)
+      if (live[i].last >= sl->first) live[w++] = live[i];
+    nlive = w;
+    /* sort live by offset (insertion) and find the first gap */
+    for (int i = 1; i < nlive; i++)
+      for (int j = i; j > 0 && live[j - 1].off > live[j].off; j--) {
+        live_t t = live[j];
+        live[j] = live[j - 1];
+        live[j - 1] = t;
+      }
+    size_t off = 0;
+    for (int i = 0; i < nlive; i++) {
+      if (live[i].off >= off + size) break;
+      if (live[i].off + live[i].size > off) off = live[i].off + live[i].size;
+    }
+    sl->offset = off;
+    live[nlive].off = off;
+    live[nlive].size = size;
+    live[nlive].last = sl->last;
+    nlive++;
+    if (off + size > peak) peak = off + size;
+  }
+  s->arena_bytes = peak;
+  free(live);
+  free(order);
+}
+
+/* ------------------------------------------------------------ build */
+
+void df_schedule_free(df_schedule *s) {
+  if (!s) return;
+  for (int i = 0; i < s->nsteps; i++) {
+    kir_free(s->steps[i].kernel);
+    free(s->steps[i].slots);
+  }
+  for (int i = 0; i < s->nslots; i++) free(s->slots[i].data);
+  free(s->steps);
+  free(s->slots);
+  free(s->slot_of);
+  free(s->reason);
+  free(s->out_slots);
+  free(s);
+}
+
+const char *df_schedule_reason(const df_schedule *s, df_node_id n) { return s->reason[n]; }
+
+/* Compute a constant node on the host with its reference kernel. */
+static int fold_constant(const df_node *nd, df_slot *sl, df_err *err) {
+  int64_t n = df_shape_numel(nd->ndim, nd->shape);
+  double *tmp = malloc((size_t)(n ? n : 1) * sizeof *tmp);
+  sl->data = malloc((size_t)(n ? n : 1) * df_dtype_size(nd->dtype));
+  if (!tmp || !sl->data) {
+    free(tmp);
+    return df_err_set(err, DF_ENOMEM, "out of memory");
+  }
+  int rc = df_op_info(nd->op)->ref(nd, NULL, NULL, tmp, err);
+  if (rc == 0) df_dtype_convert(nd->dtype, sl->data, DF_F64, tmp, (size_t)n);
+  free(tmp);
+  return rc;
+}
+
+df_schedule *df_schedule_build(const df_graph *g, const df_node_id *outputs, int n_out,
+                               df_err *err) {
+  int N = df_graph_count(g);
+  df_schedule *s = calloc(1, sizeof *s);
+  unsigned char *live = malloc((size_t)N + 1), *mat = calloc((size_t)N + 1, 1);
+  int *cons = calloc((size_t)N + 1, sizeof *cons);
+  if (s) {
+    s->g = g;
+    s->slot_of = malloc((size_t)(N + 1) * sizeof *s->slot_of);
+    s->reason = calloc((size_t)N + 1, sizeof *s->reason);
+    s->out_slots = malloc((size_t)(n_out + 1) * sizeof *s->out_slots);
+    s->slots = malloc((size_t)(N + 1) * sizeof *s->slots);
+    s->steps = calloc((size_t)N + 1, sizeof *s->steps);
+  }
+  if (!s || !live || !mat || !cons || !s->slot_of || !s->reason || !s->out_slots || !s->slots ||
+      !s->steps) {
+    df_err_set(err, DF_ENOMEM, "schedule: out of memory");
+    goto fail;
+  }
+  df_graph_live(g, outputs, n_out, live);
+  for (int i = 0; i < N; i++) {
+    s->slot_of[i] = -1;
+    if (!live[i]) continue;
+    const df_node *nd = df_graph_node(g, i);
+    for (int k = 0; k < nd->ninputs; k++) cons[nd->inputs[k]]++;
+  }
+  for (int i = 0; i < n_out; i++) {
+    mat[outputs[i]] = 1;
+    s->reason[outputs[i]] = "output";
+  }
+  /* the rules, to a fixed point */
+  for (int changed = 1; changed;) {
+    changed = 0;
+    for (int i = 0; i < N; i++) {
+      if (!live[i] || mat[i]) continue;
+      for (int r = 0; r < df_fusion_rule_count; r++)
+        if (df_fusion_rules[r].applies(g, i, cons, mat)) {
+          mat[i] = 1;
+          s->reason[i] = df_fusion_rules[r].name;
+          changed = 1;
+          break;
+        }
+    }
+  }
+  /* slots */
+  for (int i = 0; i < N; i++) {
+    if (!live[i]) continue;
+    if (!mat[i]) {
+      s->n_fused++;
+      continue;
+    }
+    const df_node *nd = df_graph_node(g, i);
+    df_slot *sl = &s->slots[s->nslots];
+    memset(sl, 0, sizeof *sl);
+    sl->node = i;
+    sl->dtype = nd->dtype;
+    sl->numel = df_shape_numel(nd->ndim, nd->shape);
+    sl->first = sl->last = -1;
+    if (is_feed(nd->op)) {
+      sl->kind = DF_SLOT_FEED;
+    } else if (nd->op == DF_OP_SINUSOID || nd->op == DF_OP_FILL || nd->op == DF_OP_IOTA) {
+      sl->kind = DF_SLOT_CONST;
+      if (fold_constant(nd, sl, err)) goto fail_slots;
+    } else {
+      sl->kind = DF_SLOT_ARENA;
+    }
+    s->slot_of[i] = s->nslots++;
+  }
+  /* steps, in node order */
+  for (int i = 0; i < N; i++) {
+    int sl = s->slot_of[i];
+    if (sl < 0 || s->slots[sl].kind != DF_SLOT_ARENA) continue;
+    const df_node *nd = df_graph_node(g, i);
+    df_step *st = &s->steps[s->nsteps];
+    if (is_lib(nd->op)) {
+      st->kind = nd->op == DF_OP_MATMUL ? DF_STEP_MATMUL : DF_STEP_LIB;
+      st->node = i;
+      st->nslots = nd->ninputs + 1;
+      st->slots = malloc((size_t)st->nslots * sizeof *st->slots);
+      if (!st->slots) {
+        df_err_set(err, DF_ENOMEM, "schedule: out of memory");
+        goto fail_slots;
+      }
+      for (int k = 0; k < nd->ninputs; k++) st->slots[k] = s->slot_of[nd->inputs[k]];
+      st->slots[nd->ninputs] = sl;
+    } else if (build_kernel(s, i, st, err)) {
+      goto fail_slots;
+    }
+    s->nsteps++;
+    /* liveness: this step writes its last slot and reads the others */
+    int idx = s->nsteps - 1;
+    for (int k = 0; k < st->nslots; k++) {
+      df_slot *x = &s->slots[st->slots[k]];
+      if (x->first < 0) x->first = idx;
+      x->last = idx;
+    }
+  }
+  for (int i = 0; i < n_out; i++) {
+    s->out_slots[i] = s->slot_of[outputs[i]];
+    s->slots[s->out_slots[i]].last = s->nsteps; /* kept to the end */
+  }
+  plan_memory(s);
+  s->n_out = n_out;
+  free(live);
+  free(mat);
+  free(cons);
+  return s;
+
+fail_slots:
+fail:
+  free(live);
+  free(mat);
+  free(cons);
+  df_schedule_free(s);
+  return NULL;
+}

@@ -1,0 +1,306 @@
+/*
+** cpu.c -- the `cpu` device: a graph fused into Kernel IR kernels
+** (compiler/schedule), compiled for the host by LLVM, run on the thread
+** pool with a static memory plan; dense products through OpenBLAS.
+**
+** Run-time layout: one arena (the memory plan's peak) for intermediates,
+** allocated at the first run and kept; constants computed at compile
+** time; inputs and parameters read in place from the caller's host
+** tensors (no copy).  mask_index, scatter_add and rand run their
+** reference kernels on the host (float64), a small share of a step.
+*/
+#include "config.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compiler/codegen_llvm.h"
+#include "compiler/schedule.h"
+#include "runtime/device.h"
+#include "runtime/pool.h"
+
+struct df_plan {
+  df_schedule *s;
+  df_llvm_jit *jit;
+  df_kernel_fn *fns;
+  void *arena;
+  int check_finite;
+};
+
+static int cpu_available(df_err *err) { return df_llvm_available(err) ? 0 : DF_EUNSUPPORTED; }
+
+static int cpu_supports(df_op op) { return df_op_info(op) != NULL; }
+
+static void cpu_plan_free(df_plan *p) {
+  if (!p) return;
+  df_llvm_free(p->jit);
+  df_schedule_free(p->s);
+  free(p->fns);
+  free(p->arena);
+  free(p);
+}
+
+static df_plan *cpu_compile(const df_graph *g, const df_node_id *outputs, int n_out, df_err *err) {
+  df_plan *p = calloc(1, sizeof *p);
+  if (!p) {
+    df_err_set(err, DF_ENOMEM, "cpu: out of memory");
+    return NULL;
+  }
+  p->s = df_schedule_build(g, outputs, n_out, err);
+  if (!p->s) {
+    cpu_plan_free(p);
+    return NULL;
+  }
+  int nk = 0;
+  kir_kernel **ks = malloc((size_t)(p->s->nsteps + 1) * sizeof *ks);
+  p->fns = calloc((size_t)p->s->nsteps + 1, sizeof *p->fns);
+  if (!ks || !p->fns) {
+    free(ks);
+    cpu_plan_free(p);
+    df_err_set(err, DF_ENOMEM, "cpu: out of memory");
+    return NULL;
+  }
+  for (int i = 0; i < p->s->nsteps; i++)
+    if (p->s->steps[i].kind == DF_STEP_KERNEL) ks[nk++] = p->s->steps[i].kernel;
+  const char *dump = getenv("DFERC_DUMP");
+  if (nk > 0) {
+    p->jit = df_llvm_compile(ks, nk, dump && *dump ? dump : NULL, err);
+    if (!p->jit) {
+      free(ks);
+      cpu_plan_free(p);
+      return NULL;
+    }
+  }
+  free(ks);
+  for (int i = 0; i < p->s->nsteps; i++) {
+    df_step *st = &p->s->steps[i];
+    if (st->kind != DF_STEP_KERNEL) continue;
+    p->fns[i] = df_llvm_lookup(p->jit, st->kernel->name);
+    if (!p->fns[i]) {
+      df_err_set(err, DF_EUNSUPPORTED, "cpu: kernel %s did not compile", st->kernel->name);
+      cpu_plan_free(p);
+      return NULL;
+    }
+  }
+  return p;
+}
+
+static void cpu_stats(const df_plan *p, df_plan_stats *st) {
+  st->nodes = p->s->nsteps;
+  st->peak_bytes = (double)p->s->arena_bytes;
+}
+
+static void cpu_set_check(df_plan *p, int on) { p->check_finite = on; }
+
+typedef struct kctx {
+  df_kernel_fn fn;
+  void **bufs;
+} kctx;
+
+static void run_range(void *ctx, int64_t b, int64_t e) {
+  kctx *k = ctx;
+  k->fn(k->bufs, b, e);
+}
+
+/* C = op(A) op(B) over broadcast batches, through cblas. */
+static void run_matmul(const df_graph *g, const df_step *st, void **ptr) {
+  const df_node *n = df_graph_node(g, st->node);
+  const df_node *a = df_graph_node(g, n->inputs[0]), *b = df_graph_node(g, n->inputs[1]);
+  int ta = n->attrs.ia[0] != 0, tb = n->attrs.ia[1] != 0;
+  int nb = n->ndim - 2;
+  int64_t M = n->shape[nb], N = n->shape[nb + 1], K = a->shape[a->ndim - 1 - ta];
+  int64_t amat = a->shape[a->ndim - 2] * a->shape[a->ndim - 1];
+  int64_t bmat = b->shape[b->ndim - 2] * b->shape[b->ndim - 1];
+  int64_t batches = 1;
+  for (int i = 0; i < nb; i++) batches *= n->shape[i];
+  void *A = ptr[st->slots[0]], *B = ptr[st->slots[1]], *C = ptr[st->slots[2]];
+  int f64 = n->dtype == DF_F64;
+  enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
+  int lda = ta ? (int)M : (int)K, ldb = tb ? (int)K : (int)N;
+  if (batches > 1 && b->ndim == 2 && !ta) {
+    /* a weight shared by every batch: one product with M * batches rows */
+    if (f64) cblas_dgemm(CblasRowMajor, TA, TB, (int)(M * batches), (int)N, (int)K, 1.0, A, lda, B, ldb, 0.0, C, (int)N);
+    else cblas_sgemm(CblasRowMajor, TA, TB, (int)(M * batches), (int)N, (int)K, 1.0f, A, lda, B, ldb, 0.0f, C, (int)N);
+    return;
+  }
+  int64_t sa[DF_MAX_DIMS], sb[DF_MAX_DIMS], idx[DF_MAX_DIMS] = {0}, oa = 0, ob = 0, s[DF_MAX_DIMS];
+  /* broadcast strides of the batch dims, in matrices */
+  for (int pass = 0; pass < 2; pass++) {
+    const df_node *x = pass ? b : a;
+    int xb = x->ndim - 2;
+    int64_t stride = 1;
+    for (int i = xb - 1; i >= 0; i--) {
+      s[i] = stride;
+      stride *= x->shape[i];
+    }
+    for (int i = 0; i < nb; i++) {
+      int j = xb - nb + i;
+      (pass ? sb : sa)[i] = (j >= 0 && x->shape[j] == n->shape[i]) ? s[j] : 0;
+    }
+  }
+  size_t es = f64 ? 8 : 4;
+  for (int64_t bi = 0; bi < batches; bi++) {
+    char *pa = (char *)A + (size_t)(oa * amat) * es, *pb = (char *)B + (size_t)(ob * bmat) * es;
+    char *pc = (char *)C + (size_t)(bi * M * N) * es;
+    if (f64) cblas_dgemm(CblasRowMajor, TA, TB, (int)M, (int)N, (int)K, 1.0, (double *)pa, lda, (double *)pb, ldb, 0.0, (double *)pc, (int)N);
+    else cblas_sgemm(CblasRowMajor, TA, TB, (int)M, (int)N, (int)K, 1.0f, (float *)pa, lda, (float *)pb, ldb, 0.0f, (float *)pc, (int)N);
+    for (int d = nb - 1; d >= 0; d--) {
+      idx[d]++;
+      oa += sa[d];
+      ob += sb[d];
+      if (idx[d] < n->shape[d]) break;
+      oa -= sa[d] * idx[d];
+      ob -= sb[d] * idx[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+/* A library op through its reference kernel, converting to float64. */
+static int run_host_ref(const df_graph *g, const df_step *st, void **ptr, df_err *err) {
+  const df_node *n = df_graph_node(g, st->node);
+  const df_node *in[8];
+  double *x[8] = {0};
+  int rc = 0;
+  for (int k = 0; k < n->ninputs && rc == 0; k++) {
+    in[k] = df_graph_node(g, n->inputs[k]);
+    int64_t m = df_shape_numel(in[k]->ndim, in[k]->shape);
+    x[k] = malloc((size_t)(m ? m : 1) * sizeof(double));
+    if (!x[k]) rc = df_err_set(err, DF_ENOMEM, "cpu: out of memory");
+    else df_dtype_convert(DF_F64, x[k], in[k]->dtype, ptr[st->slots[k]], (size_t)m);
+  }
+  int64_t m = df_shape_numel(n->ndim, n->shape);
+  double *y = rc ? NULL : malloc((size_t)(m ? m : 1) * sizeof(double));
+  if (!rc && !y) rc = df_err_set(err, DF_ENOMEM, "cpu: out of memory");
+  if (!rc) {
+    df_err e = {0};
+    if (df_op_info(n->op)->ref(n, in, (const double *const *)x, y, &e))
+      rc = df_err_set(err, e.code, "%s:%d: %s: %s", n->file, n->line, df_op_name(n->op), e.msg);
+    else
+      df_dtype_convert(n->dtype, ptr[st->slots[n->ninputs]], DF_F64, y, (size_t)m);
+  }
+  for (int k = 0; k < n->ninputs; k++) free(x[k]);
+  free(y);
+  return rc;
+}
+
+static int check_slot(const df_schedule *s, int slot, void *data, df_err *err) {
+  const df_slot *sl = &s->slots[slot];
+  if (!df_dtype_is_float(sl->dtype)) return 0;
+  for (int64_t i = 0; i < sl->numel; i++) {
+    double v = df_dtype_get(sl->dtype, data, (size_t)i);
+    if (!isfinite(v)) {
+      const df_node *nd = df_graph_node(s->g, sl->node);
+      char sb[160];
+      return df_err_set(err, DF_ERUNTIME, "first non-finite tensor: %s:%d: %s%s%s %s holds %g at element %lld",
+                        nd->file, nd->line, df_op_name(nd->op), nd->attrs.str ? " " : "",
+                        nd->attrs.str ? nd->attrs.str : "", df_node_shape_str(nd, sb, sizeof sb), v,
+                        (long long)i);
+    }
+  }
+  return 0;
+}
+
+static int cpu_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor **outputs, df_err *err) {
+  df_schedule *s = p->s;
+  const df_graph *g = s->g;
+  for (int i = 0; i < s->n_out; i++) outputs[i] = NULL;
+  if (!p->arena && s->arena_bytes) {
+    p->arena = aligned_alloc(64, (s->arena_bytes + 63) & ~(size_t)63);
+    if (!p->arena) return df_err_set(err, DF_ENOMEM, "cpu: cannot allocate the %zu-byte arena", s->arena_bytes);
+  }
+  void **ptr = calloc((size_t)s->nslots + 1, sizeof *ptr);
+  void **bufs = calloc((size_t)s->nslots + 1, sizeof *bufs);
+  if (!ptr || !bufs) {
+    free(ptr), free(bufs);
+    return df_err_set(err, DF_ENOMEM, "cpu: out of memory");
+  }
+  int rc = 0;
+  for (int i = 0; i < s->nslots && rc == 0; i++) {
+    df_slot *sl = &s->slots[i];
+    if (sl->kind == DF_SLOT_ARENA) ptr[i] = (char *)p->arena + sl->offset;
+    else if (sl->kind == DF_SLOT_CONST) ptr[i] = sl->data;
+    else {
+      const df_node *nd = df_graph_node(g, sl->node);
+      const char *kind = nd->op == DF_OP_PARAM ? "parameter" : "input";
+      int found = 0;
+      for (int f = 0; f < n_feeds && !found; f++) {
+        if (!feeds[f].name || strcmp(feeds[f].name, nd->attrs.str) != 0) continue;
+        found = 1;
+        const df_tensor *t = feeds[f].tensor;
+        int same = t->ndim == nd->ndim && t->dtype == nd->dtype;
+        for (int d = 0; same && d < nd->ndim; d++) same = t->shape[d] == nd->shape[d];
+        if (!same) {
+          char se[160], sg[160];
+          rc = df_err_set(err, DF_ESHAPE, "%s '%s': expected %s %s, got %s %s", kind, nd->attrs.str,
+                          df_node_shape_str(nd, se, sizeof se), df_dtype_lname(nd->dtype),
+                          df_shape_str(sg, sizeof sg, t->ndim, t->shape), df_dtype_lname(t->dtype));
+        }
+        ptr[i] = t->data;
+      }
+      if (!found && rc == 0)
+        rc = df_err_set(err, DF_EINVAL, "%s '%s' (%s:%d) was not given a value", kind, nd->attrs.str,
+                        nd->file, nd->line);
+      if (rc == 0 && p->check_finite) rc = check_slot(s, i, ptr[i], err);
+    }
+  }
+  for (int i = 0; i < s->nsteps && rc == 0; i++) {
+    df_step *st = &s->steps[i];
+    switch (st->kind) {
+    case DF_STEP_KERNEL: {
+      for (int b = 0; b < st->nslots; b++) bufs[b] = ptr[st->slots[b]];
+      kctx k = {p->fns[i], bufs};
+      df_pool_run(st->kernel->parallel_extent, run_range, &k);
+      break;
+    }
+    case DF_STEP_MATMUL: run_matmul(g, st, ptr); break;
+    case DF_STEP_LIB: rc = run_host_ref(g, st, ptr, err); break;
+    }
+    if (rc == 0 && p->check_finite) rc = check_slot(s, st->slots[st->nslots - 1], ptr[st->slots[st->nslots - 1]], err);
+  }
+  for (int i = 0; i < s->n_out && rc == 0; i++) {
+    const df_slot *sl = &s->slots[s->out_slots[i]];
+    const df_node *nd = df_graph_node(g, sl->node);
+    outputs[i] = df_tensor_new(nd->dtype, nd->ndim, nd->shape, err);
+    if (!outputs[i]) rc = DF_ENOMEM;
+    else memcpy(outputs[i]->data, ptr[s->out_slots[i]], outputs[i]->nbytes);
+  }
+  if (rc)
+    for (int i = 0; i < s->n_out; i++) {
+      df_tensor_unref(outputs[i]);
+      outputs[i] = NULL;
+    }
+  free(ptr);
+  free(bufs);
+  return rc;
+}
+
+static void *cpu_alloc(size_t nbytes, df_err *err) {
+  void *p = aligned_alloc(64, (nbytes + 63) & ~(size_t)63);
+  if (!p) df_err_set(err, DF_ENOMEM, "cpu: out of memory for %zu bytes", nbytes);
+  return p;
+}
+
+static int cpu_copy(void *dst, const void *src, size_t nbytes, df_err *err) {
+  memcpy(dst, src, nbytes);
+  return 0;
+}
+
+const df_device df_device_cpu = {
+    .name = "cpu",
+    .description = "host CPU: fused kernels compiled by LLVM, OpenBLAS products, thread pool",
+    .available = cpu_available,
+    .supports_op = cpu_supports,
+    .compile = cpu_compile,
+    .run = cpu_run,
+    .plan_stats = cpu_stats,
+    .set_check_finite = cpu_set_check,
+    .plan_free = cpu_plan_free,
+    .buffer_alloc = cpu_alloc,
+    .buffer_free = free,
+    .copy_to_device = cpu_copy,
+    .copy_to_host = cpu_copy,
+};
