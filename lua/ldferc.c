@@ -19,6 +19,7 @@
 
 #include "compiler/autodiff.h"
 #include "compiler/graph.h"
+#include "compiler/schedule.h"
 #include "runtime/device.h"
 #include "runtime/json.h"
 #include "runtime/safetensors.h"
@@ -883,6 +884,44 @@ static int l_ops(lua_State *L) {
   return 1;
 }
 
+/*
+** core.schedule(graph, outputs) -> {fused = n, kernels = {name, ...},
+** reasons = {[node id] = rule name}} | nil, msg: the fusion decisions the
+** kernel backends make, without compiling anything (for tests and reports).
+*/
+static int l_schedule(lua_State *L) {
+  lgraph *g = check_graph(L, 1);
+  df_node_id ids[1024];
+  int n = collect_outputs(L, 2, g, ids, 1024);
+  df_err e = {0};
+  df_schedule *s = df_schedule_build(g->g, ids, n, &e);
+  if (!s) return fail(L, &e);
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, s->n_fused);
+  lua_setfield(L, -2, "fused");
+  lua_pushinteger(L, (lua_Integer)s->arena_bytes);
+  lua_setfield(L, -2, "arena_bytes");
+  lua_newtable(L);
+  int nk = 0;
+  for (int i = 0; i < s->nsteps; i++) {
+    const df_step *st = &s->steps[i];
+    lua_pushstring(L, st->kind == DF_STEP_KERNEL ? st->kernel->name
+                      : st->kind == DF_STEP_MATMUL ? "matmul" : df_op_name(df_graph_node(g->g, st->node)->op));
+    lua_rawseti(L, -2, ++nk);
+  }
+  lua_setfield(L, -2, "steps");
+  lua_newtable(L);
+  for (int i = 0; i < df_graph_count(g->g); i++) {
+    const char *r = df_schedule_reason(s, i);
+    if (!r) continue;
+    lua_pushstring(L, r);
+    lua_rawseti(L, -2, i);
+  }
+  lua_setfield(L, -2, "reasons");
+  df_schedule_free(s);
+  return 1;
+}
+
 /* core.devices() -> {"ref", ...} */
 static int l_devices(lua_State *L) {
   const char *const *names = df_device_names();
@@ -958,7 +997,8 @@ int luaopen_dferc_core(lua_State *L) {
       {"init", l_init},
       {"load", l_load},             {"save", l_save},
       {"json_decode", l_json_decode}, {"compile", l_compile},
-      {"devices", l_devices},       {"ops", l_ops},       {"clock", l_clock},
+      {"devices", l_devices},       {"ops", l_ops},
+      {"schedule", l_schedule},       {"clock", l_clock},
       {NULL, NULL}};
   luaL_newlib(L, funcs);
   lua_pushlightuserdata(L, NULL);

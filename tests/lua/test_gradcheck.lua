@@ -4,58 +4,12 @@
 local T = dofile((arg[0]:match("(.*/)") or "./") .. "testlib.lua")
 local df = require "dferc"
 
--- inputs: {shape, kind}; kind "rand" (N(0,1)), "pos" (in [0.5, 1.5]),
--- "idx" with values, "mask" with values
-local cases = {
-  {"neg", {{{3, 5}}}, df.neg}, {"exp", {{{3, 5}}}, df.exp},
-  {"log", {{{3, 5}, "pos"}}, df.log}, {"sqrt", {{{3, 5}, "pos"}}, df.sqrt},
-  {"rsqrt", {{{3, 5}, "pos"}}, df.rsqrt}, {"tanh", {{{7}}}, df.tanh},
-  {"erf", {{{2, 3}}}, df.erf}, {"abs", {{{3, 5}}}, df.abs},
-  {"recip", {{{3, 5}, "pos"}}, df.recip},
-  {"cast", {{{2, 3}}}, function(x) return df.cast(x, "f64") end},
-  {"add", {{{3, 1, 5}}, {{4, 1}}}, df.add}, {"sub", {{{2, 3}}, {{3}}}, df.sub},
-  {"mul", {{{1}}, {{2, 3}}}, df.mul}, {"div", {{{2, 3}}, {{2, 1}, "pos"}}, df.div},
-  {"max", {{{3, 4}}, {{4}}}, df.max}, {"min", {{{3, 1}}, {{3, 4}}}, df.min},
-  {"pow", {{{2, 3}, "pos"}, {{3}}}, df.pow},
-  {"where", {{{2, 1}, "mask", {true, false}}, {{2, 3}}, {{3}}}, df.where},
-  {"matmul", {{{2, 3, 4}}, {{4, 5}}}, df.matmul},
-  {"matmul", {{{4, 3}}, {{4, 5}}}, function(a, b) return df.matmul(a, b, {ta = true}) end},
-  {"matmul", {{{3, 4}}, {{5, 4}}}, function(a, b) return df.matmul(a, b, {tb = true}) end},
-  {"matmul", {{{1, 3, 4}}, {{2, 4, 2}}}, df.matmul},
-  {"matmul", {{{2, 4, 3}}, {{2, 5, 4}}}, function(a, b) return df.matmul(a, b, {ta = true, tb = true}) end},
-  {"sum", {{{3, 4, 5}}}, function(x) return df.sum(x, {0, 2}) end},
-  {"mean", {{{3, 4, 5}}}, function(x) return df.mean(x, 1, true) end},
-  {"amax", {{{3, 4}}}, function(x) return df.amax(x, 1) end},
-  {"var", {{{3, 5}}}, function(x) return df.var(x, -1) end},
-  {"var", {{{3, 5}}}, function(x) return df.var(x, {0, 1}, true, 0) end},
-  {"softmax", {{{3, 4}}}, function(x) return df.softmax(x, 0) end},
-  {"log_softmax", {{{3, 4}}}, function(x) return df.log_softmax(x, -1) end},
-  {"layernorm", {{{3, 7}}, {{7}}, {{7}}}, function(x, w, b) return df.layernorm(x, w, b, 1e-6) end},
-  {"reshape", {{{2, 6}}}, function(x) return df.reshape(x, {3, 4}) end},
-  {"expand", {{{3, 1}}}, function(x) return df.expand(x, {2, 3, 4}) end},
-  {"permute", {{{2, 3, 4}}}, function(x) return df.permute(x, {2, 0, 1}) end},
-  {"slice", {{{2, 5, 3}}}, function(x) return df.slice(x, 1, 1, 4) end},
-  {"concat", {{{2, 1, 3}}, {{2, 4, 3}}, {{2, 2, 3}}}, function(a, b, c) return df.concat({a, b, c}, 1) end},
-  {"pad", {{{2, 3}}}, function(x) return df.pad(x, 1, 2, 1) end},
-  {"gather", {{{2, 5, 3}}, {{2, 4}, "idx", {0, 4, 4, 2, 1, 1, 3, 0}}},
-   function(x, i) return df.gather(x, i, 1) end},
-  {"gather", {{{1, 5, 3}}, {{2, 2}, "idx", {4, 4, 2, 0}}}, function(x, i) return df.gather(x, i, 1) end},
-  {"scatter_add", {{{2, 3}, "idx", {0, 2, 2, 1, 1, 1}}, {{2, 3, 2}}},
-   function(i, s) return df.scatter_add(i, s, 1, {1, 4, 2}) end},
-}
-
+local C = dofile((arg[0]:match("(.*/)") or "./") .. "opcases.lua")
+local cases = C.cases
 local seed = 1
 local function make_input(spec)
-  local shape, kind, vals = spec[1], spec[2] or "rand", spec[3]
   seed = seed + 1
-  if kind == "idx" then return df.host("i64", shape, vals) end
-  if kind == "mask" then return df.host("bool", shape, vals) end
-  local h = df.randn("f64", shape, seed)
-  if kind == "pos" then
-    h = df.rand("f64", shape, seed)
-    for i = 1, h.numel do h:set(i, 0.5 + h:get(i)) end
-  end
-  return h
+  return C.make_input(spec, "f64", seed)
 end
 
 local covered = {}

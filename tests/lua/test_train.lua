@@ -9,7 +9,7 @@ local S = require "mae_dfer"
 local function read_json(path) return df.json_decode(assert(io.open(path)):read("a")) end
 
 -- Build the case's model, loss, optimiser and compiled step.
-local function setup(dir, case)
+local function setup(dir, case, device)
   local base = dir .. "/" .. case
   local cfg = read_json(base .. ".config.json")
   local tj = read_json(base .. ".train.json")
@@ -29,7 +29,7 @@ local function setup(dir, case)
   local groups = train.mae_dfer_groups(model, {layer_decay = tj.layer_decay ~= df.null and tj.layer_decay or nil})
   local opt = train.adamw {lr = tj.lr_scaled, betas = tj.betas, eps = tj.eps,
                            weight_decay = tj.weight_decay, groups = groups}
-  local step = assert(train.compile {model = model, loss = loss, optimizer = opt})
+  local step = assert(train.compile {model = model, loss = loss, optimizer = opt, device = device})
   step:set_params(w.tensors)
   local batch = {videos = io_.tensors.videos, mask = io_.tensors.mask, labels = io_.tensors.labels}
   local sched = train.cosine_schedule {base = tj.lr_scaled, final = tj.min_lr * tj.total_batch / 256,
@@ -38,10 +38,12 @@ local function setup(dir, case)
           fixture = assert(df.load(base .. ".train.safetensors"))}
 end
 
-for _, case in ipairs {"finetune_tiny", "pretrain_tiny"} do
-  T.test("train_steps_" .. case, function()
+for _, run in ipairs {{"finetune_tiny", "ref"}, {"pretrain_tiny", "ref"},
+                      {"finetune_tiny", "cpu"}, {"pretrain_tiny", "cpu"}} do
+  local case, device = run[1], run[2]
+  T.test("train_steps_" .. case .. "_" .. device, function()
     local dir = T.fixtures() or T.skip("no fixtures (set DFERC_FIXTURES)")
-    local c = setup(dir, case)
+    local c = setup(dir, case, device)
     local fx = c.fixture.tensors
     -- the schedule
     T.eq(#c.sched, fx.lr_schedule.numel, "schedule length")
