@@ -112,6 +112,7 @@ typedef struct gen_ctx {
   int *slot_of_buf;
   cache_entry *cache;
   int ncache, capcache;
+  unsigned char used[DF_OP_COUNT]; /* ops fused into this kernel, for its name */
   df_err *err;
 } gen_ctx;
 
@@ -181,6 +182,7 @@ static kir_e gen_uncached(gen_ctx *c, df_node_id n, const kir_e *idx) {
   }
   kir_e ix[DF_MAX_DIMS], r = -1;
   const df_node *in0 = nd->ninputs > 0 ? df_graph_node(c->g, nd->inputs[0]) : NULL;
+  c->used[nd->op] = 1;
   switch (nd->op) {
   case DF_OP_FILL:
     return df_dtype_is_float(nd->dtype) ? kir_const_f(k, nd->dtype, nd->attrs.fa[0])
@@ -295,10 +297,21 @@ static kir_e gen(gen_ctx *c, df_node_id n, const kir_e *idx) {
 
 /* ------------------------------------------------------------ kernels */
 
-/* The kernel's name: what it fuses. */
-static void kernel_name(const df_graph *g, df_schedule *s, df_node_id root, char *out, size_t n) {
-  const df_node *nd = df_graph_node(g, root);
-  snprintf(out, n, "fused_%s_n%d_%s", df_op_name(nd->op), root, df_dtype_lname(nd->dtype));
+/* The kernel's name says what it fuses: its root op first, then the other
+** arithmetic it computes (layout ops are index arithmetic and left out),
+** the dtype and the root's node number (names are unique in a module):
+** fused_layernorm_add_mul_f32_n42. */
+static void kernel_name(gen_ctx *c, char *out, size_t n) {
+  const df_node *nd = df_graph_node(c->g, c->root);
+  size_t off = (size_t)snprintf(out, n, "fused_%s", df_op_name(nd->op));
+  for (int op = 0; op < DF_OP_COUNT && off + 24 < n; op++) {
+    if (!c->used[op] || op == (int)nd->op) continue;
+    if (op == DF_OP_RESHAPE || op == DF_OP_EXPAND || op == DF_OP_PERMUTE || op == DF_OP_SLICE ||
+        op == DF_OP_FILL || op == DF_OP_IOTA)
+      continue;
+    off += (size_t)snprintf(out + off, n - off, "_%s", df_op_name((df_op)op));
+  }
+  snprintf(out + off, n - off, "_%s_n%d", df_dtype_lname(nd->dtype), c->root);
 }
 
 /* rows x inner loops over the output, storing gen(root) at each element. */
@@ -456,15 +469,13 @@ static void emit_row(gen_ctx *c, const df_node *nd, int out) {
 static int build_kernel(df_schedule *s, df_node_id n, df_step *st, df_err *err) {
   const df_graph *g = s->g;
   const df_node *nd = df_graph_node(g, n);
-  char name[96];
-  kernel_name(g, s, n, name, sizeof name);
   gen_ctx c;
   memset(&c, 0, sizeof c);
   c.g = g;
   c.s = s;
   c.root = n;
   c.err = err;
-  c.k = kir_new(name);
+  c.k = kir_new("kernel");
   c.buf_of_slot = malloc((size_t)s->nslots * sizeof *c.buf_of_slot);
   if (!c.k || !c.buf_of_slot) {
     kir_free(c.k);
@@ -476,6 +487,7 @@ static int build_kernel(df_schedule *s, df_node_id n, df_step *st, df_err *err) 
   if (is_red(nd->op)) emit_reduce(&c, nd, out);
   else if (is_row(nd->op)) emit_row(&c, nd, out);
   else emit_elementwise(&c, nd, out);
+  kernel_name(&c, c.k->name, sizeof c.k->name);
   int rc = 0;
   if (c.k->failed) rc = err && err->code ? err->code : df_err_set(err, DF_ENOMEM, "out of memory");
   else rc = kir_verify(c.k, err);

@@ -922,6 +922,12 @@ static int l_schedule(lua_State *L) {
   return 1;
 }
 
+/* core.set_dump_dir(dir | nil): where compiled kernels are written. */
+static int l_set_dump_dir(lua_State *L) {
+  df_set_dump_dir(luaL_optstring(L, 1, NULL));
+  return 0;
+}
+
 /* core.devices() -> {"ref", ...} */
 static int l_devices(lua_State *L) {
   const char *const *names = df_device_names();
@@ -998,7 +1004,7 @@ int luaopen_dferc_core(lua_State *L) {
       {"load", l_load},             {"save", l_save},
       {"json_decode", l_json_decode}, {"compile", l_compile},
       {"devices", l_devices},       {"ops", l_ops},
-      {"schedule", l_schedule},       {"clock", l_clock},
+      {"schedule", l_schedule},     {"set_dump_dir", l_set_dump_dir},       {"clock", l_clock},
       {NULL, NULL}};
   luaL_newlib(L, funcs);
   lua_pushlightuserdata(L, NULL);

@@ -65,9 +65,8 @@ static df_plan *cpu_compile(const df_graph *g, const df_node_id *outputs, int n_
   }
   for (int i = 0; i < p->s->nsteps; i++)
     if (p->s->steps[i].kind == DF_STEP_KERNEL) ks[nk++] = p->s->steps[i].kernel;
-  const char *dump = getenv("DFERC_DUMP");
   if (nk > 0) {
-    p->jit = df_llvm_compile(ks, nk, dump && *dump ? dump : NULL, err);
+    p->jit = df_llvm_compile(ks, nk, df_dump_dir(), err);
     if (!p->jit) {
       free(ks);
       cpu_plan_free(p);

@@ -3,6 +3,8 @@
 */
 #include "runtime/device.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const df_device *const devices[] = {&df_device_ref, &df_device_cpu};
@@ -10,6 +12,19 @@ static const char *const names[] = {"ref", "cpu", NULL};
 
 /* Devices that later issues add; named here so the message is precise. */
 static const char *const planned[] = {"cuda"};
+
+static char dump_dir[1024];
+static int dump_set;
+
+void df_set_dump_dir(const char *dir) {
+  snprintf(dump_dir, sizeof dump_dir, "%s", dir ? dir : "");
+  dump_set = 1;
+}
+
+const char *df_dump_dir(void) {
+  const char *d = dump_set ? dump_dir : getenv("DFERC_DUMP");
+  return d && *d ? d : NULL;
+}
 
 const char *const *df_device_names(void) { return names; }
 

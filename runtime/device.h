@@ -52,6 +52,12 @@ typedef struct df_device {
   int (*copy_to_host)(void *dst, const void *src, size_t nbytes, df_err *err);
 } df_device;
 
+/* Where compiling devices write their kernels for a human to read (Kernel
+** IR, LLVM IR, assembly; later CUDA C): NULL for nowhere (the default),
+** or $DFERC_DUMP.  The folder must exist. */
+void df_set_dump_dir(const char *dir);
+const char *df_dump_dir(void);
+
 /* The device of that name ("ref", "cpu", "cuda"), or NULL with a message
 ** listing the devices this build has, or why the named one is unusable. */
 const df_device *df_device_get(const char *name, df_err *err);

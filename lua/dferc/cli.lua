@@ -15,9 +15,10 @@ commands:
            --out OUT.safetensors [--device ref|cpu|cuda] [--model SCRIPT.lua] [--grads]
            build the model a config describes, load its weights, run it on the
            inputs and write its outputs under the fixtures' names (with --grads
-           also grad.<parameter> for every parameter)
+           also grad.<parameter> for every parameter; --dump DIR writes each
+           compiled kernel's Kernel IR, the LLVM IR and the assembly there)
   forward  [--kind finetune|pretrain] [--config C.json] [KEY=VALUE ...] [--device D]
-           [--seed S] [--model SCRIPT.lua]
+           [--seed S] [--model SCRIPT.lua] [--dump DIR]
            build a model (full size by default), fill it with its own random
            initialisation, run it on a random clip, print output shapes and time
   graph    [SCRIPT.lua] [--config C.json] [KEY=VALUE ...] [--dot OUT.dot]
@@ -112,6 +113,13 @@ end
 
 local function shape_str(s) return "[" .. table.concat(s, ", ") .. "]" end
 
+-- --dump DIR: compiled kernels (Kernel IR, LLVM IR, assembly) go there.
+local function set_dump(dir)
+  if not dir then return end
+  os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'")
+  core.set_dump_dir(dir)
+end
+
 local function sorted(t)
   local ks = {}
   for k in pairs(t) do ks[#ks + 1] = k end
@@ -193,7 +201,8 @@ end
 
 function cli.run_io(args)
   local opts = parse_args(args, {config = "value", weights = "value", inputs = "value",
-    out = "value", device = "value", model = "value", grads = "bool"}, 2)
+    out = "value", device = "value", model = "value", grads = "bool", dump = "value"}, 2)
+  set_dump(opts.dump)
   for _, k in ipairs {"config", "weights", "inputs", "out"} do
     if not opts[k] then fail("run-io: --%s is required (see dferc help)", k) end
   end
@@ -388,7 +397,8 @@ end
 
 function cli.forward(args)
   local opts, _, sets = parse_args(args, {config = "value", kind = "value", device = "value",
-    seed = "value", model = "value"}, 2)
+    seed = "value", model = "value", dump = "value"}, 2)
+  set_dump(opts.dump)
   local script = load_script(opts.model)
   local cfg = config_from(opts, sets, script)
   local seed = tonumber(opts.seed or "0") or fail("--seed must be a number")
