@@ -61,6 +61,12 @@ typedef struct df_op_desc {
   df_grad_fn grad;  /* NULL: not differentiable (sources, comparisons, indices) */
 } df_op_desc;
 
+/* Normalise an axis in [-ndim, ndim) to [0, ndim); -1 when out of range. */
+static inline int df_axis(int64_t axis, int ndim) {
+  if (axis < 0) axis += ndim;
+  return (axis < 0 || axis >= ndim) ? -1 : (int)axis;
+}
+
 const df_op_desc *df_op_info(df_op op);
 const char *df_op_name(df_op op);
 /* Look an op up by name; returns 0 or -1. */

@@ -65,10 +65,5 @@ void df_broadcast_strides(int nin, const int64_t *in_shape, int nout,
 /* Row-major strides. */
 void df_strides(int ndim, const int64_t *shape, int64_t *strides);
 
-/* Normalise an axis in [-ndim, ndim) to [0, ndim); -1 when out of range. */
-static inline int df_axis(int64_t axis, int ndim) {
-  if (axis < 0) axis += ndim;
-  return (axis < 0 || axis >= ndim) ? -1 : (int)axis;
-}
 
 #endif
