@@ -16,12 +16,17 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+#include <cblas.h>
 
 #include "compiler/autodiff.h"
 #include "compiler/graph.h"
 #include "compiler/schedule.h"
 #include "runtime/device.h"
 #include "runtime/json.h"
+#include "runtime/pool.h"
 #include "runtime/safetensors.h"
 #include "runtime/tensor.h"
 
@@ -922,6 +927,64 @@ static int l_schedule(lua_State *L) {
   return 1;
 }
 
+/* core.blas() -> {core = the kernel family OpenBLAS chose, threads = n} */
+extern char *openblas_get_corename(void);
+extern int openblas_get_num_threads(void);
+static int l_blas(lua_State *L) {
+  df_pool_threads(); /* sets OpenBLAS's thread count */
+  lua_createtable(L, 0, 2);
+  lua_pushstring(L, openblas_get_corename());
+  lua_setfield(L, -2, "core");
+  lua_pushinteger(L, openblas_get_num_threads());
+  lua_setfield(L, -2, "threads");
+  return 1;
+}
+
+/* core.sgemm_gflops(n, reps) -> best GFLOP/s of an n x n x n sgemm: the
+** machine's measured ceiling for float32 products. */
+static int l_sgemm_gflops(lua_State *L) {
+  lua_Integer n = luaL_optinteger(L, 1, 2048), reps = luaL_optinteger(L, 2, 5);
+  luaL_argcheck(L, n > 0 && n <= 8192, 1, "size out of range");
+  df_pool_threads();
+  float *a = malloc((size_t)(n * n) * sizeof *a), *b = malloc((size_t)(n * n) * sizeof *b),
+        *c = malloc((size_t)(n * n) * sizeof *c);
+  if (!a || !b || !c) {
+    free(a), free(b), free(c);
+    return luaL_error(L, "out of memory");
+  }
+  for (lua_Integer i = 0; i < n * n; i++) a[i] = b[i] = (float)((i % 17) - 8) * 0.01f;
+  double best = 0;
+  for (lua_Integer r = 0; r < reps; r++) {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0f, a, (int)n, b, (int)n, 0.0f, c, (int)n);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double s = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    double g = 2.0 * (double)n * (double)n * (double)n / s * 1e-9;
+    if (g > best) best = g;
+  }
+  free(a), free(b), free(c);
+  lua_pushnumber(L, best);
+  return 1;
+}
+
+/* core.peak_rss_mb() -> this process's peak resident set, MiB */
+static int l_peak_rss(lua_State *L) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  lua_pushnumber(L, (double)ru.ru_maxrss / 1024.0);
+  return 1;
+}
+
+/* core.exe() -> the path of the running program */
+static int l_exe(lua_State *L) {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return 0;
+  lua_pushlstring(L, buf, (size_t)n);
+  return 1;
+}
+
 /* core.set_dump_dir(dir | nil): where compiled kernels are written. */
 static int l_set_dump_dir(lua_State *L) {
   df_set_dump_dir(luaL_optstring(L, 1, NULL));
@@ -940,7 +1003,6 @@ static int l_devices(lua_State *L) {
 }
 
 /* core.clock() -> seconds, monotonic */
-#include <time.h>
 static int l_clock(lua_State *L) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -1004,7 +1066,9 @@ int luaopen_dferc_core(lua_State *L) {
       {"load", l_load},             {"save", l_save},
       {"json_decode", l_json_decode}, {"compile", l_compile},
       {"devices", l_devices},       {"ops", l_ops},
-      {"schedule", l_schedule},     {"set_dump_dir", l_set_dump_dir},       {"clock", l_clock},
+      {"schedule", l_schedule},     {"set_dump_dir", l_set_dump_dir},
+      {"blas", l_blas},             {"sgemm_gflops", l_sgemm_gflops},
+      {"peak_rss_mb", l_peak_rss},  {"exe", l_exe},       {"clock", l_clock},
       {NULL, NULL}};
   luaL_newlib(L, funcs);
   lua_pushlightuserdata(L, NULL);

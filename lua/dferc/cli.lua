@@ -23,6 +23,9 @@ commands:
            initialisation, run it on a random clip, print output shapes and time
   graph    [SCRIPT.lua] [--config C.json] [KEY=VALUE ...] [--dot OUT.dot]
            build a model script's graph; print its size; write it as Graphviz DOT
+  bench    [--device cpu] [--out FILE.json] [--workloads a,b] [--repeats N] [--quick]
+           time full-size inference, a pre-training step and its compilation, each
+           in its own process, against OpenBLAS sgemm measured in the same run
   run      SCRIPT.lua [ARGS ...]   run a Lua script with the dferc module loaded
   devices  list the devices of this build
   version  print the version
@@ -362,7 +365,7 @@ cli.init_param = init_param
 
 -- A random normalised clip [B, 3, T, S, S] and, for pre-training, a
 -- part-window (or tube) mask drawn like the original's generators.
-local function random_mask(cfg, g, seed)
+function cli.random_mask(cfg, g, seed)
   local vals = {}
   local rng = seed
   local function rand_below(n)
@@ -410,7 +413,7 @@ function cli.forward(args)
   feeds.videos = df.randn("f32", model.inputs.videos.shape, seed + 7)
   if model.inputs.mask then
     local g = model.geometry
-    feeds.mask = random_mask(cfg, g, seed + 11)
+    feeds.mask = cli.random_mask(cfg, g, seed + 11)
   end
   if model.inputs.labels then
     local l = {}
@@ -457,9 +460,16 @@ function cli.run(args)
   return math.type(r) == "integer" and r or 0
 end
 
+function cli.bench(args)
+  local opts = parse_args(args, {device = "value", out = "value", workloads = "value", repeats = "value",
+    quick = "bool", one = "value"}, 2)
+  return require("dferc.bench").main(opts)
+end
+
 function cli.main(args)
   local cmd = args[1]
   local handlers = {
+    bench = cli.bench,
     ["run-io"] = cli.run_io, graph = cli.graph, forward = cli.forward, run = cli.run,
     devices = function()
       for _, d in ipairs(core.devices()) do print(d) end

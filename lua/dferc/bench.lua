@@ -1,0 +1,209 @@
+--[[
+dferc.bench -- `dferc bench`: time the workloads that matter, each in a
+process of its own (so its peak memory is its own), against the machine's
+ceiling measured in the same run (the best OpenBLAS sgemm), and write the
+records as JSON.
+
+  dferc bench [--device cpu] [--out FILE.json] [--workloads a,b,...]
+              [--repeats N] [--quick]
+
+Workloads: finetune_infer_b1, finetune_infer_b4 (full-size fine-tuning
+forward), pretrain_step_b2 (full-size pre-training step: forward, backward,
+AdamW; 90% part-window mask), compile_pretrain_step (wall time to build
+and compile that step from the Lua script, cold).  --quick uses a tiny
+model (for tests).  FLOPs per clip are the issue's reference counts at
+full size (99.3 G fine-tuning forward, 82.9 G pre-training forward +
+backward, 2 per multiply-add); `graph_gflop` counts the products of the
+compiled graph itself.
+]]
+local df = require "dferc"
+local core = df.core
+local train = require "dferc.train"
+local S = require "mae_dfer"
+
+local bench = {}
+
+local WORKLOADS = {
+  finetune_infer_b1 = {kind = "finetune", batch = 1, ref_gflop = 99.3},
+  finetune_infer_b4 = {kind = "finetune", batch = 4, ref_gflop = 99.3},
+  pretrain_step_b2 = {kind = "pretrain", batch = 2, ref_gflop = 82.9, step = true},
+  compile_pretrain_step = {kind = "pretrain", batch = 2, compile_only = true},
+}
+local ORDER = {"finetune_infer_b1", "finetune_infer_b4", "pretrain_step_b2", "compile_pretrain_step"}
+
+local function quick_config(kind, batch)
+  local c = {kind = kind, B = batch, img = 64, frames = 8, region = {2, 2, 4}}
+  if kind == "pretrain" then
+    c.enc_dim, c.enc_heads, c.enc_depth, c.dec_dim, c.dec_heads, c.dec_depth = 64, 4, 2, 48, 3, 1
+    c.win, c.mask_ratio = {2, 4}, 0.75
+  else
+    c.dim, c.heads, c.depth = 64, 4, 2
+  end
+  return c
+end
+
+-- FLOPs of the products of a graph (2 per multiply-add), reachable or not.
+local function graph_flops(g)
+  local total = 0
+  for i = 0, g:count() - 1 do
+    local n = g:node(i)
+    if n.op == "matmul" then
+      local a = g:node(n.inputs[1])
+      local out = 1
+      for _, d in ipairs(n.shape) do out = out * d end
+      -- K is the contracted size: the product's inner dimension
+      local K = (a.shape[#a.shape] == n.shape[#n.shape - 1] and #a.shape >= 2) and a.shape[#a.shape - 1] or a.shape[#a.shape]
+      total = total + 2 * out * K
+    end
+  end
+  return total
+end
+
+local function median(t)
+  table.sort(t)
+  local n = #t
+  return n % 2 == 1 and t[(n + 1) // 2] or (t[n // 2] + t[n // 2 + 1]) / 2
+end
+
+local function part_window_mask(cfg, g, seed)
+  local cli = require "dferc.cli"
+  return cli.random_mask(cfg, g, seed)
+end
+
+-- Run one workload in this process; returns its record.
+function bench.run_one(name, device, quick, repeats)
+  local w = WORKLOADS[name]
+  if not w then error({msg = "bench: unknown workload '" .. tostring(name) .. "'"}, 0) end
+  local cli = require "dferc.cli"
+  local cfg = quick and quick_config(w.kind, w.batch) or {kind = w.kind, B = w.batch}
+  local t0 = core.clock()
+  local model = S.build(cfg)
+  local rec = {workload = name, batch = w.batch, device = device, quick = quick or nil}
+  local init = {}
+  for i, p in ipairs(model.params) do init[p.name] = cli.init_param(p, i) end
+  local feeds = {videos = df.randn("f32", model.inputs.videos.shape, 7)}
+  if model.inputs.mask then feeds.mask = part_window_mask(model.config, model.geometry, 11) end
+  if model.inputs.labels then
+    local l = {}
+    for i = 1, w.batch do l[i] = (i - 1) % 7 end
+    feeds.labels = df.host("i64", {w.batch}, l)
+  end
+  local run
+  if w.kind == "pretrain" then
+    local tc = core.clock()
+    local opt = train.adamw {lr = 1e-4, betas = {0.9, 0.95}, weight_decay = 0.05,
+                             groups = train.mae_dfer_groups(model)}
+    local step = assert(train.compile {model = model, loss = model.outputs.loss, optimizer = opt, device = device})
+    rec.compile_seconds = core.clock() - tc
+    if w.compile_only then
+      rec.seconds = core.clock() - t0
+      rec.peak_rss_mb = core.peak_rss_mb()
+      return rec
+    end
+    step:set_params(init)
+    run = function() step:run(feeds) end
+    rec.graph_gflop = graph_flops(model.graph) / 1e9
+  else
+    local tc = core.clock()
+    local c = assert(df.compile {outputs = {logits = model.outputs.logits}, device = device})
+    rec.compile_seconds = core.clock() - tc
+    for k, v in pairs(init) do feeds[k] = v end
+    run = function() assert(c:run(feeds)) end
+    rec.graph_gflop = graph_flops(model.graph) / 1e9
+  end
+  run() -- warm-up
+  local times = {}
+  for i = 1, repeats do
+    local s = core.clock()
+    run()
+    times[i] = core.clock() - s
+  end
+  rec.seconds = median(times)
+  if not quick then rec.gflops = w.ref_gflop * w.batch / rec.seconds end
+  rec.graph_gflops = rec.graph_gflop / rec.seconds
+  rec.peak_rss_mb = core.peak_rss_mb()
+  return rec
+end
+
+-- A minimal JSON writer for records (numbers, strings, booleans, flat tables).
+local function json(v, indent)
+  indent = indent or ""
+  if type(v) == "table" then
+    if #v > 0 or next(v) == nil then
+      local parts = {}
+      for i, x in ipairs(v) do parts[i] = indent .. "  " .. json(x, indent .. "  ") end
+      return "[\n" .. table.concat(parts, ",\n") .. "\n" .. indent .. "]"
+    end
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = k end
+    table.sort(keys)
+    local parts = {}
+    for _, k in ipairs(keys) do parts[#parts + 1] = string.format("%q: %s", k, json(v[k], indent)) end
+    return "{" .. table.concat(parts, ", ") .. "}"
+  end
+  if type(v) == "string" then return string.format("%q", v) end
+  if type(v) == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then return "null" end
+    return math.type(v) == "integer" and tostring(v) or string.format("%.6g", v)
+  end
+  return tostring(v)
+end
+bench.json = json
+
+function bench.main(opts)
+  local device = opts.device or "cpu"
+  local quick = opts.quick and true or false
+  local repeats = tonumber(opts.repeats or (quick and "2" or "3"))
+  if opts.one then
+    -- a child: one workload, its record on stdout as JSON
+    local ok, rec = pcall(bench.run_one, opts.one, device, quick, repeats)
+    if not ok then
+      io.stdout:write(json({workload = opts.one, error = type(rec) == "table" and rec.msg or tostring(rec)}), "\n")
+      return 1
+    end
+    io.stdout:write(json(rec), "\n")
+    return 0
+  end
+  local names = {}
+  if opts.workloads then
+    for n in opts.workloads:gmatch("[^,]+") do names[#names + 1] = n end
+  else
+    names = ORDER
+  end
+  local blas = core.blas()
+  local ceiling = core.sgemm_gflops(quick and 512 or 2048, quick and 2 or 5)
+  print(string.format("ceiling: OpenBLAS sgemm %.1f GFLOP/s (%s, %d threads)", ceiling, blas.core, blas.threads))
+  local exe = core.exe()
+  local records = {}
+  for _, n in ipairs(names) do
+    if not WORKLOADS[n] then error({msg = "bench: unknown workload '" .. n .. "'"}, 0) end
+    local cmd = string.format("'%s' bench --one %s --device %s --repeats %d%s 2>&1", exe, n, device, repeats,
+      quick and " --quick" or "")
+    local p = io.popen(cmd)
+    local out = p:read("a")
+    p:close()
+    local line = out:match("(%b{})%s*$")
+    local rec = line and core.json_decode(line)
+    if type(rec) ~= "table" then rec = {workload = n, error = out:sub(-300)} end
+    rec.ceiling_gflops = ceiling
+    rec.blas_core = blas.core
+    records[#records + 1] = rec
+    if rec.error then
+      print(string.format("%-24s error: %s", n, rec.error))
+    else
+      print(string.format("%-24s batch %d  %8.3f s  %s  peak %6.0f MB%s", n, rec.batch, rec.seconds,
+        rec.gflops and string.format("%6.1f GFLOP/s (%4.1f%% of ceiling)", rec.gflops, 100 * rec.gflops / ceiling)
+          or string.format("compile %.2f s", rec.compile_seconds or 0),
+        rec.peak_rss_mb, rec.quick and "  (quick)" or ""))
+    end
+  end
+  if opts.out then
+    local f = assert(io.open(opts.out, "w"))
+    f:write(json(records), "\n")
+    f:close()
+    print("wrote " .. opts.out)
+  end
+  return 0
+end
+
+return bench
