@@ -32,6 +32,17 @@ expect graph_full_pretrain 0 "92760192 parameters" -- "$D" graph kind=pretrain
 expect graph_bad_key 1 "unknown key 'colour'" -- "$D" graph colour=3
 expect forward_tiny 0 "logits       [2, 7]" -- "$D" forward img=64 frames=8 region=[2,2,4] dim=32 heads=2 depth=1 B=2
 expect forward_tiny_pretrain 0 "decoder_out  [1, 48, 1536]" -- "$D" forward kind=pretrain img=64 frames=8 region=[2,2,4] win=[2,4] mask_ratio=0.75 enc_dim=32 enc_heads=2 enc_depth=1 dec_dim=24 dec_heads=2 dec_depth=1
+expect bench_quick 0 "finetune_infer_b1" -- "$D" bench --quick --workloads finetune_infer_b1 --repeats 1 --out "$tmp/bench.json"
+expect bench_json_fields 0 '"ceiling_gflops"' -- cat "$tmp/bench.json"
+expect bench_json_rss 0 '"peak_rss_mb"' -- cat "$tmp/bench.json"
+expect bench_unknown_workload 1 "unknown workload 'nope'" -- "$D" bench --quick --workloads nope
+expect cpu_forward 0 "device cpu" -- "$D" forward img=64 frames=8 region=[2,2,4] dim=32 heads=2 depth=1 B=2 --device cpu --dump "$tmp/dump"
+expect dump_has_kernels 0 "fused_layernorm" -- ls "$tmp/dump"
+if grep -q avx512f /proc/cpuinfo; then
+  expect dump_uses_avx512 0 "zmm" -- grep -m1 -o "zmm[0-9]*" "$tmp/dump/module.s"
+else
+  expect dump_uses_simd 0 "mm" -- grep -m1 -o "[xy]mm[0-9]*" "$tmp/dump/module.s"
+fi
 expect runio_missing_option 1 "--weights is required" -- "$D" run-io --config x.json
 
 if [ -z "$F" ] || [ ! -f "$F/finetune_tiny.config.json" ]; then
