@@ -279,6 +279,13 @@ static int l_graph_node(lua_State *L) {
   return 1;
 }
 
+/* A scratch array of n node ids owned by the Lua stack (freed by the GC
+** even when an error unwinds). */
+static df_node_id *ids_scratch(lua_State *L, int idx) {
+  lua_Integer n = lua_istable(L, idx) ? luaL_len(L, idx) : 0;
+  return lua_newuserdatauv(L, sizeof(df_node_id) * (size_t)(n > 0 ? n : 1), 0);
+}
+
 /* Collect a list of Tensors at idx (all of graph g) into ids. */
 static int collect_outputs(lua_State *L, int idx, lgraph *g, df_node_id *ids, int max) {
   luaL_checktype(L, idx, LUA_TTABLE);
@@ -299,11 +306,12 @@ static int collect_outputs(lua_State *L, int idx, lgraph *g, df_node_id *ids, in
 static int l_graph_dot(lua_State *L) {
   lgraph *g = check_graph(L, 1);
   const char *path = luaL_checkstring(L, 2);
-  df_node_id ids[1024];
-  const char *names[1024];
+  lua_settop(L, 4);
+  df_node_id *ids = ids_scratch(L, 3);
+  const char **names = lua_newuserdatauv(L, sizeof(char *) * (size_t)(lua_istable(L, 3) ? luaL_len(L, 3) + 1 : 1), 0);
   int n = 0;
   if (!lua_isnoneornil(L, 3)) {
-    n = collect_outputs(L, 3, g, ids, 1024);
+    n = collect_outputs(L, 3, g, ids, INT32_MAX);
     for (int i = 0; i < n; i++) {
       names[i] = NULL;
       if (lua_istable(L, 4)) {
@@ -789,8 +797,9 @@ static lplan *check_plan(lua_State *L, int idx) { return luaL_checkudata(L, idx,
 static int l_compile(lua_State *L) {
   lgraph *g = check_graph(L, 1);
   const char *devname = luaL_optstring(L, 3, "ref");
-  df_node_id ids[1024];
-  int n = collect_outputs(L, 2, g, ids, 1024);
+  lua_settop(L, 3);
+  df_node_id *ids = ids_scratch(L, 2);
+  int n = collect_outputs(L, 2, g, ids, INT32_MAX);
   df_err e = {0};
   const df_device *dev = df_device_get(devname, &e);
   if (!dev) return fail(L, &e);
@@ -896,8 +905,9 @@ static int l_ops(lua_State *L) {
 */
 static int l_schedule(lua_State *L) {
   lgraph *g = check_graph(L, 1);
-  df_node_id ids[1024];
-  int n = collect_outputs(L, 2, g, ids, 1024);
+  lua_settop(L, 3);
+  df_node_id *ids = ids_scratch(L, 2);
+  int n = collect_outputs(L, 2, g, ids, INT32_MAX);
   df_err e = {0};
   df_schedule *s = df_schedule_build(g->g, ids, n, &e);
   if (!s) return fail(L, &e);

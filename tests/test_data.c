@@ -180,7 +180,7 @@ static int write_video(const char *path, const char *codec, int w, int h, int fr
   AVFrame *fr = av_frame_alloc();
   AVPacket *pkt = av_packet_alloc();
   struct SwsContext *sws = NULL;
-  unsigned char *rgb = malloc((size_t)w * h * 3);
+  unsigned char *rgb = malloc((size_t)w * h * 3 + 64); /* swscale reads a little past the end */
   if (!cc || !fr || !pkt || !rgb) goto done;
   cc->width = w;
   cc->height = h;

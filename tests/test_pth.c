@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "runtime/pth.h"
@@ -223,7 +222,9 @@ static const char *save(const char *name, const buf *z) {
 }
 
 /* Opening must fail with a message that starts with the path and contains
-** `what`. */
+** `what` (kept in last_msg; TEST_PTH_VERBOSE=1 prints it). */
+static char last_msg[DF_ERR_MSG_MAX];
+
 static void expect_fail_path(const char *path, const char *what) {
   df_err err;
   df_err_clear(&err);
@@ -233,6 +234,7 @@ static void expect_fail_path(const char *path, const char *what) {
   CHECK(err.code != 0);
   CHECK(strncmp(err.msg, path, strlen(path)) == 0);
   CHECK_CONTAINS(err.msg, what);
+  memcpy(last_msg, err.msg, sizeof last_msg);
   if (getenv("TEST_PTH_VERBOSE")) printf("# %s\n", err.msg);
 }
 
@@ -736,8 +738,8 @@ static void test_bad_zip(void) {
   buf c = {0};
   b_put(&c, z.p, z.n);
   c.p[eocd + 16] = 0xF0; c.p[eocd + 17] = 0xFF; c.p[eocd + 18] = 0xFF; c.p[eocd + 19] = 0x7F;
-  expect_fail("cd_outside.pth", &c, "the central directory");
-  CHECK_CONTAINS(c.n ? "lies outside the file" : "", "outside");
+  expect_fail("cd_outside.pth", &c, "the central directory [2147483632, +");
+  CHECK_CONTAINS(last_msg, "lies outside the file");
   b_free(&c);
 
   /* central directory entry pointing its local header past the data */
