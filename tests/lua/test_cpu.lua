@@ -131,6 +131,59 @@ T.test("rule_constant_table", function()
   T.eq(s.reasons[p.id], "constant_table")
 end)
 
+-- ------------------------------------------------------------ model variants
+
+-- every variant the config keys allow, forward and gradients, cpu = ref
+T.test("model_variants_cpu_vs_ref", function()
+  local S = require "mae_dfer"
+  local cli = require "dferc.cli"
+  local function tiny(kind, extra)
+    local c = {kind = kind, img = 64, frames = 8, region = {2, 2, 4}, B = 2}
+    if kind == "pretrain" then
+      c.enc_dim, c.enc_heads, c.enc_depth, c.dec_dim, c.dec_heads, c.dec_depth = 32, 2, 1, 24, 2, 1
+      c.win, c.mask_ratio = {2, 4}, 0.75
+    else
+      c.dim, c.heads, c.depth, c.classes = 32, 2, 1, 5
+    end
+    for k, v in pairs(extra) do c[k] = v end
+    return c
+  end
+  local variants = {
+    {"finetune", {token = "org"}}, {"finetune", {token = "all", first = "cross", third = "self"}},
+    {"finetune", {no_second = true, share_first_third = true}}, {"finetune", {share_all = true}},
+    {"finetune", {attn = "joint"}}, {"pretrain", {}}, {"pretrain", {first = "cross", no_third = true}},
+    {"pretrain", {attn = "joint", mask = "tube"}}, {"pretrain", {decoder_pos = "corrected"}},
+  }
+  for i, v in ipairs(variants) do
+    local m = S.build(tiny(v[1], v[2]))
+    local feeds = {}
+    for k, p in ipairs(m.params) do feeds[p.name] = cli.init_param(p, k) end
+    feeds.videos = df.randn("f32", m.inputs.videos.shape, i)
+    if m.inputs.mask then
+      local vals = {}
+      for b = 1, 2 do
+        for _ = 1, 4 do
+          for pos = 0, 15 do vals[#vals + 1] = not (pos % 8 == b or pos % 8 == 5) end
+        end
+      end
+      feeds.mask = df.host("bool", {2, 64}, vals)
+    end
+    if m.inputs.labels then feeds.labels = df.host("i64", {2}, {1, 4}) end
+    local ps = {}
+    for k, p in ipairs(m.params) do ps[k] = p.tensor end
+    local outs = {m.outputs.loss}
+    for _, gt in ipairs(df.grad(m.outputs.loss, ps)) do outs[#outs + 1] = gt end
+    local res = {}
+    for _, dev in ipairs {"ref", "cpu"} do
+      local plan = assert(df.core.compile(m.graph, outs, dev))
+      res[dev] = assert(plan:run(feeds))
+    end
+    local worst = 0
+    for k = 1, #outs do worst = math.max(worst, df.compare(res.cpu[k], res.ref[k])) end
+    T.ok(worst <= 1e-4, string.format("variant %d: relative error %.3g", i, worst))
+  end
+end)
+
 -- ------------------------------------------------------------ fixtures
 
 local cli = require "dferc.cli"
