@@ -21,6 +21,7 @@ commands:
            [--seed S] [--model SCRIPT.lua] [--dump DIR]
            build a model (full size by default), fill it with its own random
            initialisation, run it on a random clip, print output shapes and time
+           (on the fastest device: cpu, or ref without LLVM)
   graph    [SCRIPT.lua] [--config C.json] [KEY=VALUE ...] [--dot OUT.dot]
            build a model script's graph; print its size; write it as Graphviz DOT
   bench    [--device cpu] [--out FILE.json] [--workloads a,b] [--repeats N] [--quick]
@@ -421,7 +422,7 @@ function cli.forward(args)
     feeds.labels = df.host("i64", {cfg.B}, l)
   end
   local t2 = core.clock()
-  local compiled, cerr = df.compile {outputs = model.outputs, device = opts.device or "ref"}
+  local compiled, cerr = df.compile {outputs = model.outputs, device = opts.device or cli.fastest_device()}
   if not compiled then fail("%s", cerr) end
   local t3 = core.clock()
   local res, rerr = compiled:run(feeds)
@@ -443,6 +444,13 @@ function cli.forward(args)
   print(string.format("  device %s: build %.2f s, init %.2f s, compile %.2f s, run %.2f s (peak %.0f MiB of intermediates)",
     compiled.device, t1 - t0, t2 - t1, t3 - t2, t4 - t3, st.peak_bytes / 1048576))
   return 0
+end
+
+-- The fastest device this machine can use: cpu when this build has LLVM.
+function cli.fastest_device()
+  local probe = df.graph()
+  local ok = core.compile(probe, {}, "cpu")
+  return ok and "cpu" or "ref"
 end
 
 -- -------------------------------------------------------------- run
