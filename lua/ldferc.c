@@ -26,6 +26,7 @@
 #include "compiler/schedule.h"
 #include "runtime/device.h"
 #include "runtime/json.h"
+#include "runtime/pth.h"
 #include "runtime/pool.h"
 #include "runtime/safetensors.h"
 #include "runtime/tensor.h"
@@ -747,6 +748,90 @@ static int l_save(lua_State *L) {
   return 1;
 }
 
+/* ---------------------------------------------------------------- PyTorch checkpoints */
+
+/* A pickled value as a Lua value: containers as tables, tensors as Hosts,
+** None as core.null. */
+static void push_pth(lua_State *L, const df_pth_value *v, int depth) {
+  luaL_checkstack(L, 6, "checkpoint too deep");
+  switch (df_pth_type(v)) {
+  case DF_PTH_NONE: lua_pushlightuserdata(L, NULL); break;
+  case DF_PTH_BOOL: lua_pushboolean(L, (int)df_pth_int(v)); break;
+  case DF_PTH_INT: lua_pushinteger(L, df_pth_int(v)); break;
+  case DF_PTH_FLOAT: lua_pushnumber(L, df_pth_float(v)); break;
+  case DF_PTH_STR: case DF_PTH_BYTES: lua_pushstring(L, df_pth_str(v) ? df_pth_str(v) : ""); break;
+  case DF_PTH_TENSOR: push_host(L, df_tensor_ref(df_pth_tensor(v))); break;
+  case DF_PTH_TUPLE: case DF_PTH_LIST: {
+    size_t n = df_pth_len(v);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+      push_pth(L, df_pth_item(v, i), depth + 1);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    break;
+  }
+  case DF_PTH_DICT: {
+    size_t n = df_pth_len(v);
+    lua_createtable(L, 0, (int)n);
+    for (size_t i = 0; i < n; i++) {
+      push_pth(L, df_pth_key(v, i), depth + 1);
+      push_pth(L, df_pth_item(v, i), depth + 1);
+      lua_rawset(L, -3);
+    }
+    break;
+  }
+  default: lua_pushnil(L); break;
+  }
+}
+
+/*
+** core.load_pth(path) -> {names = {...}, tensors = {name = Host}, which =
+** "model" | "module" | "", extra = {other top-level entries}} | nil, msg.
+** The restricted reader never runs pickle code (runtime/pth.h).
+*/
+static int l_load_pth(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  df_err e = {0};
+  df_pth_file *f = df_pth_open(path, &e);
+  if (!f) return fail(L, &e);
+  const char *which = "";
+  int n = df_pth_state_dict(f, &which, &e);
+  if (n < 0) {
+    df_pth_close(f);
+    return fail(L, &e);
+  }
+  lua_createtable(L, 0, 4);
+  lua_createtable(L, n, 0);
+  lua_createtable(L, 0, n);
+  for (int i = 0; i < n; i++) {
+    lua_pushstring(L, df_pth_sd_name(f, i));
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -4, i + 1);
+    push_host(L, df_tensor_ref(df_pth_sd_tensor(f, i)));
+    lua_rawset(L, -3);
+  }
+  lua_setfield(L, -3, "tensors");
+  lua_setfield(L, -2, "names");
+  lua_pushstring(L, which);
+  lua_setfield(L, -2, "which");
+  lua_newtable(L);
+  const df_pth_value *root = df_pth_root(f);
+  if (which[0] && df_pth_type(root) == DF_PTH_DICT) {
+    for (size_t i = 0; i < df_pth_len(root); i++) {
+      const df_pth_value *k = df_pth_key(root, i);
+      if (df_pth_type(k) == DF_PTH_STR && strcmp(df_pth_str(k), which) == 0) continue;
+      push_pth(L, k, 0);
+      push_pth(L, df_pth_item(root, i), 0);
+      lua_rawset(L, -3);
+    }
+  }
+  lua_setfield(L, -2, "extra");
+  lua_createtable(L, 0, 0);
+  lua_setfield(L, -2, "metadata");
+  df_pth_close(f);
+  return 1;
+}
+
 /* ---------------------------------------------------------------- JSON */
 
 static void push_json(lua_State *L, const df_json *j) {
@@ -1074,6 +1159,7 @@ int luaopen_dferc_core(lua_State *L) {
       {"rand", l_rand},             {"compare", l_compare},
       {"init", l_init},
       {"load", l_load},             {"save", l_save},
+      {"load_pth", l_load_pth},
       {"json_decode", l_json_decode}, {"compile", l_compile},
       {"devices", l_devices},       {"ops", l_ops},
       {"schedule", l_schedule},     {"set_dump_dir", l_set_dump_dir},

@@ -18,7 +18,7 @@ commands:
            also grad.<parameter> for every parameter; --dump DIR writes each
            compiled kernel's Kernel IR, the LLVM IR and the assembly there)
   forward  [--kind finetune|pretrain] [--config C.json] [KEY=VALUE ...] [--device D]
-           [--seed S] [--model SCRIPT.lua] [--dump DIR]
+           [--seed S] [--model SCRIPT.lua] [--dump DIR] [--finetune CKPT]
            build a model (full size by default), fill it with its own random
            initialisation, run it on a random clip, print output shapes and time
            (on the fastest device: cpu, or ref without LLVM)
@@ -28,6 +28,9 @@ commands:
            time full-size inference, a pre-training step and its compilation, each
            in its own process, against OpenBLAS sgemm measured in the same run
   run      SCRIPT.lua [ARGS ...]   run a Lua script with the dferc module loaded
+  convert  IN.pth OUT.safetensors
+           write every tensor of a PyTorch checkpoint's state dict (read without
+           running any pickle code) as safetensors, and say what else it held
   devices  list the devices of this build
   version  print the version
 
@@ -238,7 +241,7 @@ function cli.run_io(args)
   end
   local model = build(script, cfg, build_opts)
 
-  local weights, werr = df.load(opts.weights)
+  local weights, werr = require("dferc.weights").load(opts.weights)
   if not weights then fail("%s", werr) end
   local feeds = {}
   bind_weights(model, weights, opts.weights, feeds)
@@ -401,7 +404,7 @@ end
 
 function cli.forward(args)
   local opts, _, sets = parse_args(args, {config = "value", kind = "value", device = "value",
-    seed = "value", model = "value", dump = "value"}, 2)
+    seed = "value", model = "value", dump = "value", finetune = "value"}, 2)
   set_dump(opts.dump)
   local script = load_script(opts.model)
   local cfg = config_from(opts, sets, script)
@@ -411,6 +414,15 @@ function cli.forward(args)
   local t1 = core.clock()
   local feeds = {}
   for i, p in ipairs(model.params) do feeds[p.name] = init_param(p, seed * 100003 + i) end
+  if opts.finetune then
+    if cfg.kind ~= "finetune" then fail("--finetune loads a checkpoint into a fine-tuning model") end
+    local W = require "dferc.weights"
+    local loaded, lerr = W.load(opts.finetune)
+    if not loaded then fail("%s", lerr) end
+    local values, report = W.for_finetune(model, loaded, feeds)
+    for k, v in pairs(values) do feeds[k] = v end
+    print(W.describe(report, opts.finetune))
+  end
   feeds.videos = df.randn("f32", model.inputs.videos.shape, seed + 7)
   if model.inputs.mask then
     local g = model.geometry
@@ -468,6 +480,48 @@ function cli.run(args)
   return math.type(r) == "integer" and r or 0
 end
 
+-- -------------------------------------------------------------- convert
+
+-- Describe a value of a checkpoint's extra entries in one short line.
+local function brief(v)
+  if type(v) ~= "table" then return tostring(v) end
+  local n, parts = 0, {}
+  for k, x in pairs(v) do
+    n = n + 1
+    if #parts < 8 and type(x) ~= "table" and type(x) ~= "userdata" then
+      parts[#parts + 1] = tostring(k) .. "=" .. tostring(x)
+    end
+  end
+  table.sort(parts)
+  return string.format("{%s%s}", table.concat(parts, ", "), n > #parts and (#parts > 0 and ", ..." or "...") or "")
+end
+
+function cli.convert(args)
+  local opts, pos = parse_args(args, {}, 2)
+  local src, dst = pos[1], pos[2]
+  if not src or not dst then fail("convert: usage: dferc convert IN.pth OUT.safetensors") end
+  local r, err = require("dferc.weights").load(src)
+  if not r then fail("%s", err) end
+  local entries = {}
+  for _, name in ipairs(r.names) do entries[#entries + 1] = {name, r.tensors[name]} end
+  local ok, werr = df.save(dst, entries, {format = "pt", source = src:match("[^/]*$")})
+  if not ok then fail("%s", werr) end
+  print(string.format("%s: %d tensors from %s%s", dst, #entries, r.format,
+    r.which ~= "" and r.which and (" '" .. r.which .. "'") or ""))
+  local keys = {}
+  for k in pairs(r.extra or {}) do keys[#keys + 1] = tostring(k) end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    local v = r.extra[k]
+    if k == "epoch" or k == "args" or type(v) ~= "table" then
+      print(string.format("  found %s = %s", k, brief(v)))
+    else
+      print(string.format("  skipped %s (%s)", k, k == "optimizer" and "optimiser state" or k == "scaler" and "loss scaler" or "not weights"))
+    end
+  end
+  return 0
+end
+
 function cli.bench(args)
   local opts = parse_args(args, {device = "value", out = "value", workloads = "value", repeats = "value",
     quick = "bool", one = "value"}, 2)
@@ -478,6 +532,7 @@ function cli.main(args)
   local cmd = args[1]
   local handlers = {
     bench = cli.bench,
+    convert = cli.convert,
     ["run-io"] = cli.run_io, graph = cli.graph, forward = cli.forward, run = cli.run,
     devices = function()
       for _, d in ipairs(core.devices()) do print(d) end
