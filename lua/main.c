@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lua/ldata.h"
 #include "lua/ldferc.h"
 
 static int has_library(const char *dir) {
@@ -97,6 +98,8 @@ int main(int argc, char **argv) {
   lua_getfield(L, -1, "preload");
   lua_pushcfunction(L, luaopen_dferc_core);
   lua_setfield(L, -2, "dferc.core");
+  lua_pushcfunction(L, luaopen_dferc_data);
+  lua_setfield(L, -2, "dferc.data");
   lua_pop(L, 2);
 
   lua_pushcfunction(L, traceback);

@@ -3,12 +3,13 @@
 ** folders and videos), the frame-index rules and the background loader.
 **
 ** Every input is made here, under a fresh folder in /tmp that is removed
-** at the end: JPEG and PNG frames written with libjpeg and libpng, videos
-** encoded with libavcodec, broken files cut from good ones.  Decoder
-** errors must come back as messages naming the file, with nothing on
-** stderr.  The sampling checks spell out the expected indices worked by
-** hand from the rules in sampling.h.  The loader tests run under a
-** 10-second alarm(): a deadlock kills the program instead of hanging it.
+** at the end (KEEP=1 keeps it for inspection): JPEG and PNG frames
+** written with libjpeg and libpng, videos encoded with libavcodec, broken
+** files cut from good ones.  Decoder errors must come back as messages
+** naming the file, with nothing on stderr.  The sampling checks spell
+** out the expected indices worked by hand from the rules in sampling.h.
+** The loader tests run under a 10-second alarm(): a deadlock kills the
+** program instead of hanging it.
 */
 #define _GNU_SOURCE
 #include <errno.h>
