@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lua/lcache.h"
 #include "lua/ldata.h"
 #include "lua/ldferc.h"
 
@@ -100,6 +101,8 @@ int main(int argc, char **argv) {
   lua_setfield(L, -2, "dferc.core");
   lua_pushcfunction(L, luaopen_dferc_data);
   lua_setfield(L, -2, "dferc.data");
+  lua_pushcfunction(L, luaopen_dferc_cache);
+  lua_setfield(L, -2, "dferc.cache");
   lua_pop(L, 2);
 
   lua_pushcfunction(L, traceback);

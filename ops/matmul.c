@@ -107,7 +107,20 @@ GRAD_FN(df_grad_matmul) {
   df_node na = df_b_node(b, A), nb = df_b_node(b, B);
   int ta = n.attrs.ia[0] != 0, tb = n.attrs.ia[1] != 0;
   df_node_id ga = ta ? df_b_matmul(b, B, gy, tb, 1) : df_b_matmul(b, gy, B, 0, !tb);
-  df_node_id gb = tb ? df_b_matmul(b, gy, A, 1, ta) : df_b_matmul(b, A, gy, !ta, 0);
+  df_node_id gb;
+  if (nb.ndim == 2 && na.ndim > 2 && !ta) {
+    /* a weight shared by every batch (x W^T): the sum over batches of
+    ** A^T gy is one product over all rows, [rows, K]^T x [rows, N] */
+    int64_t K = na.shape[na.ndim - 1], N = n.shape[n.ndim - 1];
+    int64_t rows = df_shape_numel(na.ndim - 1, na.shape);
+    int64_t sa[2] = {rows, K}, sg[2] = {rows, N};
+    df_node_id A2 = df_b_reshape(b, A, 2, sa), G2 = df_b_reshape(b, gy, 2, sg);
+    gb = tb ? df_b_matmul(b, G2, A2, 1, 0) : df_b_matmul(b, A2, G2, 1, 0);
+    gx[0] = df_b_unbroadcast(b, ga, na.ndim, na.shape);
+    gx[1] = gb;
+    return df_grad_status(b);
+  }
+  gb = tb ? df_b_matmul(b, gy, A, 1, ta) : df_b_matmul(b, A, gy, !ta, 0);
   gx[0] = df_b_unbroadcast(b, ga, na.ndim, na.shape);
   gx[1] = df_b_unbroadcast(b, gb, nb.ndim, nb.shape);
   return df_grad_status(b);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "compiler/codegen_llvm.h"
 #include "compiler/schedule.h"
@@ -203,6 +204,32 @@ static int check_slot(const df_schedule *s, int slot, void *data, df_err *err) {
   return 0;
 }
 
+/* DFERC_PROFILE=1: the slowest steps of a run, and the share of each kind. */
+static void report_profile(const df_schedule *s, const double *t) {
+  double total = 0, kind[3] = {0, 0, 0};
+  for (int i = 0; i < s->nsteps; i++) {
+    total += t[i];
+    kind[s->steps[i].kind] += t[i];
+  }
+  fprintf(stderr, "profile: %d steps, %.3f s: kernels %.3f s, matmul %.3f s, host library %.3f s\n",
+          s->nsteps, total, kind[0], kind[1], kind[2]);
+  unsigned char *shown = calloc((size_t)s->nsteps + 1, 1);
+  for (int r = 0; shown && r < 12; r++) {
+    int best = -1;
+    for (int i = 0; i < s->nsteps; i++)
+      if (!shown[i] && (best < 0 || t[i] > t[best])) best = i;
+    if (best < 0) break;
+    shown[best] = 1;
+    const df_step *st = &s->steps[best];
+    const df_node *nd = df_graph_node(s->g, st->node);
+    char sb[160];
+    fprintf(stderr, "  %7.4f s  %-40s %s %s:%d\n", t[best],
+            st->kind == DF_STEP_KERNEL ? st->kernel->name : df_op_name(nd->op),
+            df_node_shape_str(nd, sb, sizeof sb), nd->file, nd->line);
+  }
+  free(shown);
+}
+
 static int cpu_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor **outputs, df_err *err) {
   df_schedule *s = p->s;
   const df_graph *g = s->g;
@@ -246,8 +273,11 @@ static int cpu_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor *
       if (rc == 0 && p->check_finite) rc = check_slot(s, i, ptr[i], err);
     }
   }
+  double *prof = getenv("DFERC_PROFILE") ? calloc((size_t)s->nsteps + 1, sizeof *prof) : NULL;
   for (int i = 0; i < s->nsteps && rc == 0; i++) {
     df_step *st = &s->steps[i];
+    struct timespec t0, t1;
+    if (prof) clock_gettime(CLOCK_MONOTONIC, &t0);
     switch (st->kind) {
     case DF_STEP_KERNEL: {
       for (int b = 0; b < st->nslots; b++) bufs[b] = ptr[st->slots[b]];
@@ -259,7 +289,13 @@ static int cpu_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor *
     case DF_STEP_LIB: rc = run_host_ref(g, st, ptr, err); break;
     }
     if (rc == 0 && p->check_finite) rc = check_slot(s, st->slots[st->nslots - 1], ptr[st->slots[st->nslots - 1]], err);
+    if (prof) {
+      clock_gettime(CLOCK_MONOTONIC, &t1);
+      prof[i] = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    }
   }
+  if (prof) report_profile(s, prof);
+  free(prof);
   for (int i = 0; i < s->n_out && rc == 0; i++) {
     const df_slot *sl = &s->slots[s->out_slots[i]];
     const df_node *nd = df_graph_node(g, sl->node);

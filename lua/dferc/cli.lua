@@ -28,6 +28,9 @@ commands:
            time full-size inference, a pre-training step and its compilation, each
            in its own process, against OpenBLAS sgemm measured in the same run
   run      SCRIPT.lua [ARGS ...]   run a Lua script with the dferc module loaded
+  cache    stats|list|clear|explain [KEY=VALUE ...] [--cache DB] [--no-cache]
+           the kernel cache: statistics, entries, clearing, and why a key
+           misses (explain ir_hash=... backend=... toolchain=...)
   convert  IN.pth OUT.safetensors
            write every tensor of a PyTorch checkpoint's state dict (read without
            running any pickle code) as safetensors, and say what else it held
@@ -533,6 +536,7 @@ function cli.main(args)
   local handlers = {
     bench = cli.bench,
     convert = cli.convert,
+    cache = function(a) return require("dferc.cache_cli").main(a) end,
     ["run-io"] = cli.run_io, graph = cli.graph, forward = cli.forward, run = cli.run,
     devices = function()
       for _, d in ipairs(core.devices()) do print(d) end
