@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #if DFERC_HAVE_LLVM
 
@@ -260,7 +261,8 @@ typedef struct loop_t {
 
 /* Emit one kernel as NAME_body(noalias typed pointers..., start, end) and
 ** the entry NAME(void **bufs, start, end). */
-static int emit_kernel(LLVMContextRef ctx, LLVMModuleRef mod, const kir_kernel *k, df_err *err) {
+static int emit_kernel(LLVMContextRef ctx, LLVMModuleRef mod, const kir_kernel *k, const char *sym,
+                       df_err *err) {
   emit E;
   memset(&E, 0, sizeof E);
   E.ctx = ctx;
@@ -282,7 +284,7 @@ static int emit_kernel(LLVMContextRef ctx, LLVMModuleRef mod, const kir_kernel *
   pt[nb] = i64;
   pt[nb + 1] = i64;
   char bname[128];
-  snprintf(bname, sizeof bname, "%s_body", k->name);
+  snprintf(bname, sizeof bname, "%s_body", sym);
   LLVMValueRef body = LLVMAddFunction(mod, bname, LLVMFunctionType(vt, pt, (unsigned)nb + 2, 0));
   LLVMSetLinkage(body, LLVMInternalLinkage);
   unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
@@ -367,7 +369,7 @@ static int emit_kernel(LLVMContextRef ctx, LLVMModuleRef mod, const kir_kernel *
   /* the entry: unpack the buffer array */
   LLVMTypeRef i8p = LLVMPointerType(LLVMInt8TypeInContext(ctx), 0);
   LLVMTypeRef et[3] = {LLVMPointerType(i8p, 0), i64, i64};
-  LLVMValueRef fn = LLVMAddFunction(mod, k->name, LLVMFunctionType(vt, et, 3, 0));
+  LLVMValueRef fn = LLVMAddFunction(mod, sym, LLVMFunctionType(vt, et, 3, 0));
   LLVMPositionBuilderAtEnd(E.b, LLVMAppendBasicBlockInContext(ctx, fn, "entry"));
   LLVMValueRef *args = calloc((size_t)nb + 2, sizeof *args);
   for (int i = 0; args && i < nb; i++) {
@@ -399,27 +401,30 @@ static int write_file(const char *dir, const char *name, const char *ext, const 
   return fclose(f);
 }
 
-df_llvm_jit *df_llvm_compile(kir_kernel *const *ks, int n, const char *dump_dir, df_err *err) {
-  pthread_once(&init_once, init_llvm);
-  LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
-  LLVMContextRef ctx = LLVMOrcThreadSafeContextGetContext(tsc);
-  LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("dferc", ctx);
+/* Bumped whenever this file changes what it emits: part of the cache key,
+** so objects from an older code generator are never served. */
+#define DF_CODEGEN_VERSION "llvm-cg-1"
+
+static void symbol_of(const kir_kernel *k, char *out, size_t n) {
+  snprintf(out, n, "dferc_%016llx", (unsigned long long)kir_hash(k));
+}
+
+/* Compile one kernel to object code: a module of its own, verified,
+** optimised with O3 for the host, dumped when asked. */
+static int compile_object(const kir_kernel *k, const char *sym, LLVMTargetMachineRef tm, const char *dump_dir,
+                          LLVMMemoryBufferRef *obj, df_err *err) {
+  LLVMContextRef ctx = LLVMContextCreate();
+  LLVMModuleRef mod = LLVMModuleCreateWithNameInContext(k->name, ctx);
   char *triple = LLVMGetDefaultTargetTriple();
   LLVMSetTarget(mod, triple);
   LLVMDisposeMessage(triple);
-  LLVMTargetMachineRef tm = host_tm(err);
-  df_llvm_jit *j = NULL;
-  int rc = tm ? 0 : DF_EUNSUPPORTED;
-  if (tm) {
-    LLVMTargetDataRef td = LLVMCreateTargetDataLayout(tm);
-    LLVMSetModuleDataLayout(mod, td);
-    LLVMDisposeTargetData(td);
-  }
-  for (int i = 0; i < n && rc == 0; i++) rc = emit_kernel(ctx, mod, ks[i], err);
+  LLVMTargetDataRef td = LLVMCreateTargetDataLayout(tm);
+  LLVMSetModuleDataLayout(mod, td);
+  LLVMDisposeTargetData(td);
+  int rc = emit_kernel(ctx, mod, k, sym, err);
   char *msg = NULL;
-  if (rc == 0 && LLVMVerifyModule(mod, LLVMReturnStatusAction, &msg)) {
-    rc = df_err_set(err, DF_EINVAL, "llvm: the generated module does not verify: %.600s", msg);
-  }
+  if (rc == 0 && LLVMVerifyModule(mod, LLVMReturnStatusAction, &msg))
+    rc = df_err_set(err, DF_EINVAL, "llvm: kernel %s does not verify: %.600s", k->name, msg);
   LLVMDisposeMessage(msg);
   if (rc == 0) {
     LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
@@ -430,58 +435,114 @@ df_llvm_jit *df_llvm_compile(kir_kernel *const *ks, int n, const char *dump_dir,
     if (e) rc = llvm_error(err, e, "optimising");
   }
   if (rc == 0 && dump_dir) {
-    for (int i = 0; i < n; i++) {
-      char *txt = NULL;
-      size_t len = 0;
-      FILE *mf = open_memstream(&txt, &len);
-      if (mf) {
-        kir_print(ks[i], mf);
-        fclose(mf);
-        write_file(dump_dir, ks[i]->name, "kir", txt, len);
-        free(txt);
-      }
+    char *txt = NULL;
+    size_t len = 0;
+    FILE *mf = open_memstream(&txt, &len);
+    if (mf) {
+      kir_print(k, mf);
+      fclose(mf);
+      write_file(dump_dir, k->name, "kir", txt, len);
+      free(txt);
     }
     char *ir = LLVMPrintModuleToString(mod);
-    write_file(dump_dir, "module", "ll", ir, strlen(ir));
+    write_file(dump_dir, k->name, "ll", ir, strlen(ir));
     LLVMDisposeMessage(ir);
     LLVMMemoryBufferRef asmbuf = NULL;
     char *em = NULL;
     if (!LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMAssemblyFile, &em, &asmbuf)) {
-      write_file(dump_dir, "module", "s", LLVMGetBufferStart(asmbuf), LLVMGetBufferSize(asmbuf));
+      write_file(dump_dir, k->name, "s", LLVMGetBufferStart(asmbuf), LLVMGetBufferSize(asmbuf));
       LLVMDisposeMemoryBuffer(asmbuf);
     }
     LLVMDisposeMessage(em);
   }
-  if (tm) LLVMDisposeTargetMachine(tm);
   if (rc == 0) {
-    j = calloc(1, sizeof *j);
-    LLVMTargetMachineRef jtm = j ? host_tm(err) : NULL;
-    if (!jtm) {
-      rc = err && err->code ? err->code : df_err_set(err, DF_ENOMEM, "llvm: out of memory");
-    } else {
-      LLVMOrcLLJITBuilderRef jb = LLVMOrcCreateLLJITBuilder();
-      LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(jb, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(jtm));
-      LLVMErrorRef e = LLVMOrcCreateLLJIT(&j->jit, jb);
-      if (e) {
-        rc = llvm_error(err, e, "creating the JIT");
-        j->jit = NULL;
-      }
-      if (rc == 0) {
-        LLVMOrcDefinitionGeneratorRef gen;
-        e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(j->jit), NULL, NULL);
-        if (e) rc = llvm_error(err, e, "process symbols");
-        else LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(j->jit), gen);
-      }
-      if (rc == 0) {
-        LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(mod, tsc);
-        mod = NULL; /* owned by the JIT now */
-        e = LLVMOrcLLJITAddLLVMIRModule(j->jit, LLVMOrcLLJITGetMainJITDylib(j->jit), tsm);
-        if (e) rc = llvm_error(err, e, "adding the module");
-      }
+    char *em = NULL;
+    if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMObjectFile, &em, obj))
+      rc = df_err_set(err, DF_EUNSUPPORTED, "llvm: cannot emit %s: %s", k->name, em ? em : "");
+    LLVMDisposeMessage(em);
+  }
+  LLVMDisposeModule(mod);
+  LLVMContextDispose(ctx);
+  return rc;
+}
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+df_llvm_jit *df_llvm_compile(kir_kernel *const *ks, int n, const char *dump_dir, df_cache *cache,
+                             df_llvm_stats *stats, df_err *err) {
+  pthread_once(&init_once, init_llvm);
+  double t0 = now_s();
+  df_llvm_stats st = {0, 0, 0, 0};
+  df_llvm_jit *j = calloc(1, sizeof *j);
+  LLVMTargetMachineRef tm = j ? host_tm(err) : NULL, jtm = tm ? host_tm(err) : NULL;
+  int rc = 0;
+  if (!j || !tm || !jtm) {
+    rc = err && err->code ? err->code : df_err_set(err, DF_ENOMEM, "llvm: out of memory");
+  } else {
+    LLVMOrcLLJITBuilderRef jb = LLVMOrcCreateLLJITBuilder();
+    LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(jb, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(jtm));
+    jtm = NULL;
+    LLVMErrorRef e = LLVMOrcCreateLLJIT(&j->jit, jb);
+    if (e) {
+      rc = llvm_error(err, e, "creating the JIT");
+      j->jit = NULL;
+    }
+    if (rc == 0) {
+      LLVMOrcDefinitionGeneratorRef gen;
+      e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(j->jit), NULL, NULL);
+      if (e) rc = llvm_error(err, e, "process symbols");
+      else LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(j->jit), gen);
     }
   }
-  if (mod) LLVMDisposeModule(mod);
-  LLVMOrcDisposeThreadSafeContext(tsc);
+  char toolchain[64];
+  snprintf(toolchain, sizeof toolchain, "llvm %s", LLVM_VERSION_STRING);
+  uint64_t *done = calloc((size_t)n + 1, sizeof *done);
+  int ndone = 0;
+  if (!done && rc == 0) rc = df_err_set(err, DF_ENOMEM, "llvm: out of memory");
+  for (int i = 0; i < n && rc == 0; i++) {
+    uint64_t h = kir_hash(ks[i]);
+    int seen = 0;
+    for (int d = 0; d < ndone && !seen; d++) seen = done[d] == h;
+    if (seen) continue;
+    done[ndone++] = h;
+    st.kernels++;
+    char sym[64], hex[24];
+    symbol_of(ks[i], sym, sizeof sym);
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+    df_cache_key key = {0};
+    key.ir_hash = hex;
+    key.backend = "cpu";
+    key.device = "host";
+    key.arch = host_features ? host_features : "";
+    key.toolchain = toolchain;
+    key.dferc_version = PACKAGE_VERSION;
+    key.options = DF_CODEGEN_VERSION " O3";
+    key.tuning = "";
+    LLVMMemoryBufferRef obj = NULL;
+    df_cache_entry ent = {0};
+    if (cache && !dump_dir && df_cache_get(cache, &key, &ent, NULL) == 1) {
+      obj = LLVMCreateMemoryBufferWithMemoryRangeCopy((const char *)ent.blob, ent.size, sym);
+      df_cache_entry_free(&ent);
+      st.hits++;
+    } else {
+      rc = compile_object(ks[i], sym, tm, dump_dir, &obj, err);
+      if (rc) break;
+      st.misses++;
+      if (cache)
+        df_cache_put(cache, &key, LLVMGetBufferStart(obj), LLVMGetBufferSize(obj), ks[i]->name, "", NULL);
+    }
+    LLVMErrorRef e = LLVMOrcLLJITAddObjectFile(j->jit, LLVMOrcLLJITGetMainJITDylib(j->jit), obj);
+    if (e) rc = llvm_error(err, e, "adding an object");
+  }
+  free(done);
+  if (tm) LLVMDisposeTargetMachine(tm);
+  if (jtm) LLVMDisposeTargetMachine(jtm);
+  st.seconds = now_s() - t0;
+  if (stats) *stats = st;
   if (rc) {
     df_llvm_free(j);
     return NULL;
@@ -489,8 +550,10 @@ df_llvm_jit *df_llvm_compile(kir_kernel *const *ks, int n, const char *dump_dir,
   return j;
 }
 
-df_kernel_fn df_llvm_lookup(df_llvm_jit *j, const char *name) {
+df_kernel_fn df_llvm_lookup(df_llvm_jit *j, const kir_kernel *k) {
   LLVMOrcExecutorAddress addr = 0;
+  char name[64];
+  symbol_of(k, name, sizeof name);
   LLVMErrorRef e = LLVMOrcLLJITLookup(j->jit, &addr, name);
   if (e) {
     char *m = LLVMGetErrorMessage(e);
@@ -513,11 +576,12 @@ int df_llvm_available(df_err *err) {
   return 0;
 }
 const char *df_llvm_target_description(void) { return "no llvm"; }
-df_llvm_jit *df_llvm_compile(kir_kernel *const *ks, int n, const char *dump_dir, df_err *err) {
+df_llvm_jit *df_llvm_compile(kir_kernel *const *ks, int n, const char *dump_dir, df_cache *cache,
+                             df_llvm_stats *stats, df_err *err) {
   df_llvm_available(err);
   return NULL;
 }
-df_kernel_fn df_llvm_lookup(df_llvm_jit *j, const char *name) { return NULL; }
+df_kernel_fn df_llvm_lookup(df_llvm_jit *j, const kir_kernel *k) { return NULL; }
 void df_llvm_free(df_llvm_jit *j) {}
 
 #endif

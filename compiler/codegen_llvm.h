@@ -12,6 +12,7 @@
 
 #include <stdint.h>
 
+#include "cache/cache.h"
 #include "compiler/kir.h"
 
 typedef void (*df_kernel_fn)(void **bufs, int64_t start, int64_t end);
@@ -21,10 +22,16 @@ typedef struct df_llvm_jit df_llvm_jit;
 /* 1 if this build has LLVM; else 0 and err says so. */
 int df_llvm_available(df_err *err);
 
-/* Compile n kernels into one JIT'ed module.  dump_dir (may be NULL): write
-** NAME.kir, NAME.ll (optimised) and NAME.s per kernel there. */
-df_llvm_jit *df_llvm_compile(kir_kernel *const *ks, int n, const char *dump_dir, df_err *err);
-df_kernel_fn df_llvm_lookup(df_llvm_jit *j, const char *name);
+/* Compile n kernels into one JIT.  Each kernel is its own module, named
+** by its Kernel IR hash (identical kernels are compiled once); its object
+** code is looked up in and stored into `cache` (may be NULL) under the
+** IR hash, the host's features and the toolchain.  dump_dir (may be NULL,
+** and then the cache is not read): write NAME.kir, NAME.ll (optimised) and
+** NAME.s per kernel there.  `stats` (may be NULL) gets hits and misses. */
+typedef struct df_llvm_stats { int kernels, hits, misses; double seconds; } df_llvm_stats;
+df_llvm_jit *df_llvm_compile(kir_kernel *const *ks, int n, const char *dump_dir, df_cache *cache,
+                             df_llvm_stats *stats, df_err *err);
+df_kernel_fn df_llvm_lookup(df_llvm_jit *j, const kir_kernel *k);
 void df_llvm_free(df_llvm_jit *j);
 
 /* "llvm 14.0.6; x86-64 +avx512f,..." for reports and cache keys. */

@@ -255,7 +255,6 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n) {
 
 uint64_t kir_hash(const kir_kernel *k) {
   uint64_t h = 0xcbf29ce484222325ull;
-  h = fnv(h, k->name, strlen(k->name));
   H(k->nbufs);
   for (int i = 0; i < k->nbufs; i++) {
     H(k->bufs[i].dtype), H(k->bufs[i].numel), H(k->bufs[i].scope), H(k->bufs[i].role);

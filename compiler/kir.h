@@ -117,7 +117,8 @@ void kir_store(kir_kernel *k, int buf, kir_e idx, kir_e v);
 
 /* Check the kernel's structure (brackets, ids, dtypes); 0 or an error. */
 int kir_verify(const kir_kernel *k, df_err *err);
-/* A stable 64-bit hash of the kernel (the cache key of its code). */
+/* A stable 64-bit hash of what the kernel computes (buffers, expressions,
+** statements; not its name): the cache key of its code, and its symbol. */
 uint64_t kir_hash(const kir_kernel *k);
 /* Write it in a readable text form. */
 void kir_print(const kir_kernel *k, FILE *f);

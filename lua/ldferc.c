@@ -952,7 +952,21 @@ static int l_plan_stats(lua_State *L) {
   lua_setfield(L, -2, "peak_bytes");
   lua_pushstring(L, p->dev->name);
   lua_setfield(L, -2, "device");
+  lua_pushinteger(L, st.kernels);
+  lua_setfield(L, -2, "kernels");
+  lua_pushinteger(L, st.cache_hits);
+  lua_setfield(L, -2, "cache_hits");
+  lua_pushinteger(L, st.cache_misses);
+  lua_setfield(L, -2, "cache_misses");
+  lua_pushnumber(L, st.codegen_seconds);
+  lua_setfield(L, -2, "codegen_seconds");
   return 1;
+}
+
+/* core.set_kernel_cache(enabled [, path]) */
+static int l_set_kernel_cache(lua_State *L) {
+  df_set_kernel_cache(lua_toboolean(L, 1), luaL_optstring(L, 2, NULL));
+  return 0;
 }
 
 static int l_plan_close(lua_State *L) { return l_plan_gc(L); }
@@ -1163,6 +1177,7 @@ int luaopen_dferc_core(lua_State *L) {
       {"json_decode", l_json_decode}, {"compile", l_compile},
       {"devices", l_devices},       {"ops", l_ops},
       {"schedule", l_schedule},     {"set_dump_dir", l_set_dump_dir},
+      {"set_kernel_cache", l_set_kernel_cache},
       {"blas", l_blas},             {"sgemm_gflops", l_sgemm_gflops},
       {"peak_rss_mb", l_peak_rss},  {"exe", l_exe},       {"clock", l_clock},
       {NULL, NULL}};

@@ -29,6 +29,7 @@ struct df_plan {
   df_kernel_fn *fns;
   void *arena;
   int check_finite;
+  df_llvm_stats codegen;
 };
 
 static int cpu_available(df_err *err) { return df_llvm_available(err) ? 0 : DF_EUNSUPPORTED; }
@@ -67,7 +68,7 @@ static df_plan *cpu_compile(const df_graph *g, const df_node_id *outputs, int n_
   for (int i = 0; i < p->s->nsteps; i++)
     if (p->s->steps[i].kind == DF_STEP_KERNEL) ks[nk++] = p->s->steps[i].kernel;
   if (nk > 0) {
-    p->jit = df_llvm_compile(ks, nk, df_dump_dir(), err);
+    p->jit = df_llvm_compile(ks, nk, df_dump_dir(), df_kernel_cache(), &p->codegen, err);
     if (!p->jit) {
       free(ks);
       cpu_plan_free(p);
@@ -78,7 +79,7 @@ static df_plan *cpu_compile(const df_graph *g, const df_node_id *outputs, int n_
   for (int i = 0; i < p->s->nsteps; i++) {
     df_step *st = &p->s->steps[i];
     if (st->kind != DF_STEP_KERNEL) continue;
-    p->fns[i] = df_llvm_lookup(p->jit, st->kernel->name);
+    p->fns[i] = df_llvm_lookup(p->jit, st->kernel);
     if (!p->fns[i]) {
       df_err_set(err, DF_EUNSUPPORTED, "cpu: kernel %s did not compile", st->kernel->name);
       cpu_plan_free(p);
@@ -91,6 +92,10 @@ static df_plan *cpu_compile(const df_graph *g, const df_node_id *outputs, int n_
 static void cpu_stats(const df_plan *p, df_plan_stats *st) {
   st->nodes = p->s->nsteps;
   st->peak_bytes = (double)p->s->arena_bytes;
+  st->kernels = p->codegen.kernels;
+  st->cache_hits = p->codegen.hits;
+  st->cache_misses = p->codegen.misses;
+  st->codegen_seconds = p->codegen.seconds;
 }
 
 static void cpu_set_check(df_plan *p, int on) { p->check_finite = on; }

@@ -3,6 +3,10 @@
 */
 #include "runtime/device.h"
 
+#include <pthread.h>
+
+#include "cache/cache.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +28,36 @@ void df_set_dump_dir(const char *dir) {
 const char *df_dump_dir(void) {
   const char *d = dump_set ? dump_dir : getenv("DFERC_DUMP");
   return d && *d ? d : NULL;
+}
+
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static df_cache *kcache;
+static int kcache_opened, kcache_disabled;
+static char kcache_path[1024];
+
+void df_set_kernel_cache(int enabled, const char *path) {
+  pthread_mutex_lock(&cache_mu);
+  kcache_disabled = !enabled;
+  snprintf(kcache_path, sizeof kcache_path, "%s", path ? path : "");
+  if (kcache_opened) {
+    df_cache_close(kcache);
+    kcache = NULL;
+    kcache_opened = 0;
+  }
+  pthread_mutex_unlock(&cache_mu);
+}
+
+struct df_cache *df_kernel_cache(void) {
+  pthread_mutex_lock(&cache_mu);
+  if (!kcache_opened) {
+    kcache_opened = 1;
+    const char *no = getenv("DFERC_NO_CACHE");
+    unsigned flags = (kcache_disabled || (no && *no && strcmp(no, "0") != 0)) ? DF_CACHE_DISABLED : 0;
+    kcache = df_cache_open(kcache_path[0] ? kcache_path : NULL, flags, NULL);
+  }
+  df_cache *c = kcache;
+  pthread_mutex_unlock(&cache_mu);
+  return c;
 }
 
 const char *const *df_device_names(void) { return names; }

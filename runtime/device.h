@@ -23,8 +23,11 @@ typedef struct df_binding {
 } df_binding;
 
 typedef struct df_plan_stats {
-  int nodes;              /* nodes the plan executes */
+  int nodes;              /* nodes (ref) or steps (kernel devices) the plan executes */
   double peak_bytes;      /* peak live intermediate bytes during a run */
+  int kernels;            /* distinct generated kernels */
+  int cache_hits, cache_misses; /* their object code found in / added to the kernel cache */
+  double codegen_seconds; /* time spent generating or loading code */
 } df_plan_stats;
 
 typedef struct df_device {
@@ -57,6 +60,14 @@ typedef struct df_device {
 ** or $DFERC_DUMP.  The folder must exist. */
 void df_set_dump_dir(const char *dir);
 const char *df_dump_dir(void);
+
+/* The kernel cache the compiling devices share (cache/): opened on first
+** use at path (NULL: $DFERC_CACHE, else $XDG_CACHE_HOME/dferc/kernels.db),
+** or disabled (enabled 0; also $DFERC_NO_CACHE=1).  Call before the first
+** compile to take effect. */
+struct df_cache;
+void df_set_kernel_cache(int enabled, const char *path);
+struct df_cache *df_kernel_cache(void);
 
 /* The device of that name ("ref", "cpu", "cuda"), or NULL with a message
 ** listing the devices this build has, or why the named one is unusable. */

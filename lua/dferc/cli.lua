@@ -37,6 +37,8 @@ commands:
   devices  list the devices of this build
   version  print the version
 
+Commands that compile take --no-cache (compile every kernel; the kernel
+cache is $DFERC_CACHE, else $XDG_CACHE_HOME/dferc/kernels.db).
 The default model script is models/mae_dfer.lua.  KEY=VALUE sets one config
 key (values parsed as JSON: img=64 region=[2,2,4] first="cross").]]
 
@@ -122,6 +124,11 @@ local function build(script, cfg, opts)
 end
 
 local function shape_str(s) return "[" .. table.concat(s, ", ") .. "]" end
+
+-- --no-cache: compile every kernel, read and store nothing.
+local function set_cache(opts)
+  if opts["no-cache"] then core.set_kernel_cache(false) end
+end
 
 -- --dump DIR: compiled kernels (Kernel IR, LLVM IR, assembly) go there.
 local function set_dump(dir)
@@ -211,8 +218,9 @@ end
 
 function cli.run_io(args)
   local opts = parse_args(args, {config = "value", weights = "value", inputs = "value",
-    out = "value", device = "value", model = "value", grads = "bool", dump = "value"}, 2)
+    out = "value", device = "value", model = "value", grads = "bool", dump = "value", ["no-cache"] = "bool"}, 2)
   set_dump(opts.dump)
+  set_cache(opts)
   for _, k in ipairs {"config", "weights", "inputs", "out"} do
     if not opts[k] then fail("run-io: --%s is required (see dferc help)", k) end
   end
@@ -407,8 +415,9 @@ end
 
 function cli.forward(args)
   local opts, _, sets = parse_args(args, {config = "value", kind = "value", device = "value",
-    seed = "value", model = "value", dump = "value", finetune = "value"}, 2)
+    seed = "value", model = "value", dump = "value", finetune = "value", ["no-cache"] = "bool"}, 2)
   set_dump(opts.dump)
+  set_cache(opts)
   local script = load_script(opts.model)
   local cfg = config_from(opts, sets, script)
   local seed = tonumber(opts.seed or "0") or fail("--seed must be a number")
@@ -458,6 +467,10 @@ function cli.forward(args)
   local st = compiled:stats()
   print(string.format("  device %s: build %.2f s, init %.2f s, compile %.2f s, run %.2f s (peak %.0f MiB of intermediates)",
     compiled.device, t1 - t0, t2 - t1, t3 - t2, t4 - t3, st.peak_bytes / 1048576))
+  if st.kernels > 0 then
+    print(string.format("  %d kernels: %d from the kernel cache, %d compiled (%.2f s)", st.kernels, st.cache_hits,
+      st.cache_misses, st.codegen_seconds))
+  end
   return 0
 end
 
@@ -527,7 +540,8 @@ end
 
 function cli.bench(args)
   local opts = parse_args(args, {device = "value", out = "value", workloads = "value", repeats = "value",
-    quick = "bool", one = "value"}, 2)
+    quick = "bool", one = "value", ["no-cache"] = "bool"}, 2)
+  set_cache(opts)
   return require("dferc.bench").main(opts)
 end
 

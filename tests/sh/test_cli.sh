@@ -39,10 +39,15 @@ expect bench_unknown_workload 1 "unknown workload 'nope'" -- "$D" bench --quick 
 expect cpu_forward 0 "device cpu" -- "$D" forward img=64 frames=8 region=[2,2,4] dim=32 heads=2 depth=1 B=2 --device cpu --dump "$tmp/dump"
 expect dump_has_kernels 0 "fused_layernorm" -- ls "$tmp/dump"
 if grep -q avx512f /proc/cpuinfo; then
-  expect dump_uses_avx512 0 "zmm" -- grep -m1 -o "zmm[0-9]*" "$tmp/dump/module.s"
+  expect dump_uses_avx512 0 "zmm" -- grep -h -m1 -o "zmm[0-9]*" -r "$tmp/dump" --include=*.s
 else
-  expect dump_uses_simd 0 "mm" -- grep -m1 -o "[xy]mm[0-9]*" "$tmp/dump/module.s"
+  expect dump_uses_simd 0 "mm" -- grep -h -m1 -o "[xy]mm[0-9]*" -r "$tmp/dump" --include=*.s
 fi
+rm -f "$tmp/kc.db"
+expect cache_cold 0 "0 from the kernel cache" -- env DFERC_CACHE="$tmp/kc.db" "$D" forward img=64 frames=8 region=[2,2,4] dim=32 heads=2 depth=1 --device cpu
+expect cache_warm 0 "compiled (" -- env DFERC_CACHE="$tmp/kc.db" "$D" forward img=64 frames=8 region=[2,2,4] dim=32 heads=2 depth=1 --device cpu
+expect cache_warm_all_hits 0 ", 0 compiled" -- env DFERC_CACHE="$tmp/kc.db" "$D" forward img=64 frames=8 region=[2,2,4] dim=32 heads=2 depth=1 --device cpu
+expect cache_bypassed 0 "0 from the kernel cache" -- env DFERC_CACHE="$tmp/kc.db" "$D" forward img=64 frames=8 region=[2,2,4] dim=32 heads=2 depth=1 --device cpu --no-cache
 expect runio_missing_option 1 "--weights is required" -- "$D" run-io --config x.json
 
 if [ -z "$F" ] || [ ! -f "$F/finetune_tiny.config.json" ]; then
