@@ -907,8 +907,10 @@ static int l_plan_gc(lua_State *L) {
   return 0;
 }
 
-/* plan:run({name = Host, ...}) -> {Host, ...} | nil, msg */
+/* plan:run({name = Host, ...} [, into]) -> {Host, ...} | nil, msg
+** into[i], when given, is a Host that output i is written into. */
 static int l_plan_run(lua_State *L) {
+  lua_settop(L, 3);
   lplan *p = check_plan(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   if (!p->p) return luaL_error(L, "plan is closed");
@@ -931,11 +933,26 @@ static int l_plan_run(lua_State *L) {
     lua_pop(L, 1);
   }
   df_tensor **outs = lua_newuserdatauv(L, sizeof *outs * (size_t)(p->n_out ? p->n_out : 1), 0);
+  for (int k = 0; k < p->n_out; k++) {
+    outs[k] = NULL;
+    if (lua_istable(L, 3)) {
+      lua_geti(L, 3, k + 1);
+      lhost *h = luaL_testudata(L, -1, HOST_MT);
+      if (h) outs[k] = h->t;
+      lua_pop(L, 1);
+    }
+  }
   df_err e = {0};
   if (p->dev->run(p->p, b, nf, outs, &e)) return fail(L, &e);
   lua_createtable(L, p->n_out, 0);
   for (int k = 0; k < p->n_out; k++) {
-    push_host(L, outs[k]);
+    int given = 0;
+    if (lua_istable(L, 3)) { /* written in place: return the given Host itself */
+      lua_geti(L, 3, k + 1);
+      given = luaL_testudata(L, -1, HOST_MT) != NULL;
+      if (!given) lua_pop(L, 1);
+    }
+    if (!given) push_host(L, outs[k]);
     lua_rawseti(L, -2, k + 1);
   }
   return 1;

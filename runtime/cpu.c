@@ -238,7 +238,23 @@ static void report_profile(const df_schedule *s, const double *t) {
 static int cpu_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor **outputs, df_err *err) {
   df_schedule *s = p->s;
   const df_graph *g = s->g;
-  for (int i = 0; i < s->n_out; i++) outputs[i] = NULL;
+  for (int i = 0; i < s->n_out; i++) {
+    const df_tensor *t = outputs[i];
+    if (!t) continue;
+    const df_node *nd = df_graph_node(g, s->slots[s->out_slots[i]].node);
+    int same = t->ndim == nd->ndim && t->dtype == nd->dtype;
+    for (int d = 0; same && d < nd->ndim; d++) same = t->shape[d] == nd->shape[d];
+    if (!same) {
+      char se[160], sg[160];
+      return df_err_set(err, DF_ESHAPE, "output %d (%s:%d %s): expected %s %s, was given %s %s", i + 1,
+                        nd->file, nd->line, df_op_name(nd->op), df_node_shape_str(nd, se, sizeof se),
+                        df_dtype_lname(nd->dtype), df_shape_str(sg, sizeof sg, t->ndim, t->shape),
+                        df_dtype_lname(t->dtype));
+    }
+  }
+  df_tensor **given = calloc((size_t)s->n_out + 1, sizeof *given);
+  if (!given) return df_err_set(err, DF_ENOMEM, "cpu: out of memory");
+  for (int i = 0; i < s->n_out; i++) given[i] = outputs[i];
   if (!p->arena && s->arena_bytes) {
     p->arena = aligned_alloc(64, (s->arena_bytes + 63) & ~(size_t)63);
     if (!p->arena) return df_err_set(err, DF_ENOMEM, "cpu: cannot allocate the %zu-byte arena", s->arena_bytes);
@@ -304,15 +320,17 @@ static int cpu_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor *
   for (int i = 0; i < s->n_out && rc == 0; i++) {
     const df_slot *sl = &s->slots[s->out_slots[i]];
     const df_node *nd = df_graph_node(g, sl->node);
-    outputs[i] = df_tensor_new(nd->dtype, nd->ndim, nd->shape, err);
+    if (!given[i]) outputs[i] = df_tensor_new(nd->dtype, nd->ndim, nd->shape, err);
     if (!outputs[i]) rc = DF_ENOMEM;
-    else memcpy(outputs[i]->data, ptr[s->out_slots[i]], outputs[i]->nbytes);
+    else if (outputs[i]->data != ptr[s->out_slots[i]])
+      memcpy(outputs[i]->data, ptr[s->out_slots[i]], outputs[i]->nbytes);
   }
   if (rc)
     for (int i = 0; i < s->n_out; i++) {
-      df_tensor_unref(outputs[i]);
-      outputs[i] = NULL;
+      if (!given[i]) df_tensor_unref(outputs[i]);
+      outputs[i] = given[i];
     }
+  free(given);
   free(ptr);
   free(bufs);
   return rc;

@@ -60,6 +60,24 @@ struct df_cache *df_kernel_cache(void) {
   return c;
 }
 
+int df_check_outputs(const df_graph *g, const df_node_id *ids, int n, df_tensor **outputs, df_err *err) {
+  for (int i = 0; i < n; i++) {
+    const df_tensor *t = outputs[i];
+    if (!t) continue;
+    const df_node *nd = df_graph_node(g, ids[i]);
+    int same = t->ndim == nd->ndim && t->dtype == nd->dtype;
+    for (int d = 0; same && d < nd->ndim; d++) same = t->shape[d] == nd->shape[d];
+    if (!same) {
+      char se[160], sg[160];
+      return df_err_set(err, DF_ESHAPE, "output %d (%s:%d %s): expected %s %s, was given %s %s", i + 1,
+                        nd->file, nd->line, df_op_name(nd->op), df_node_shape_str(nd, se, sizeof se),
+                        df_dtype_lname(nd->dtype), df_shape_str(sg, sizeof sg, t->ndim, t->shape),
+                        df_dtype_lname(t->dtype));
+    }
+  }
+  return 0;
+}
+
 const char *const *df_device_names(void) { return names; }
 
 const df_device *df_device_get(const char *name, df_err *err) {

@@ -6,8 +6,12 @@
 ** A plan is a graph compiled for a device, specialised to the graph's
 ** static shapes.  It borrows the graph: the graph must outlive the plan.
 ** Running a plan binds every input and param node that the outputs need to
-** a host tensor by name (shape and dtype checked), and returns one new host
-** tensor per output (the caller owns them: df_tensor_unref).
+** a host tensor by name (shape and dtype checked), and fills one host
+** tensor per output: outputs[i] NULL on entry gets a new tensor (the caller
+** owns it: df_tensor_unref); a tensor given in outputs[i] is written in
+** place (same shape and dtype, checked before the run) after every step of
+** the run has finished, so an output may overwrite one of the run's own
+** feeds (a training step updating its parameters).
 */
 #ifndef DF_DEVICE_H
 #define DF_DEVICE_H
@@ -72,6 +76,10 @@ struct df_cache *df_kernel_cache(void);
 /* The device of that name ("ref", "cpu", "cuda"), or NULL with a message
 ** listing the devices this build has, or why the named one is unusable. */
 const df_device *df_device_get(const char *name, df_err *err);
+
+/* For devices: check the tensors given in outputs[] (NULL entries are
+** skipped) against the output nodes ids[]. */
+int df_check_outputs(const df_graph *g, const df_node_id *ids, int n, df_tensor **outputs, df_err *err);
 
 /* Names of every device this build knows, NULL-terminated. */
 const char *const *df_device_names(void);

@@ -601,6 +601,25 @@ int df_img_affine(const df_img *src, df_img *dst, const double m[6], df_filter f
           xs[j] = clampi(xi + j, 0, W - 1) * c;
           rows[j] = src->px + (size_t)clampi(yi + j, 0, H - 1) * stride;
         }
+        /* Shortcuts that are exact: with d == 0 the cubic is p1 + 0 * (...)
+        ** = the second sample, so a zero fraction (shears and translations
+        ** along one axis, integer offsets) skips that axis's arithmetic. */
+        if (dy == 0.0) {
+          for (int k = 0; k < c; k++) {
+            const uint8_t *r = rows[1] + k;
+            double o = dx == 0.0 ? r[xs[1]] : pil_cubic(r[xs[0]], r[xs[1]], r[xs[2]], r[xs[3]], dx);
+            out[k] = o <= 0.0 ? 0 : o >= 255.0 ? 255 : (uint8_t)o;
+          }
+          continue;
+        }
+        if (dx == 0.0) {
+          for (int k = 0; k < c; k++) {
+            double o = pil_cubic(rows[0][xs[1] + k], rows[1][xs[1] + k], rows[2][xs[1] + k],
+                                 rows[3][xs[1] + k], dy);
+            out[k] = o <= 0.0 ? 0 : o >= 255.0 ? 255 : (uint8_t)o;
+          }
+          continue;
+        }
         for (int k = 0; k < c; k++) {
           double v[4];
           for (int j = 0; j < 4; j++) {
@@ -632,18 +651,23 @@ int df_img_normalize(const df_img *src, df_imgf *dst, const float *mean, const f
     if (!(sd[k] != 0) || !isfinite(sd[k]) || !isfinite(mu[k]))
       return df_err_set(err, DF_EINVAL, "normalize: bad mean/std for channel %d", k);
   }
+  /* u8 input: one table of 256 values per channel, each computed by the
+  ** formula above, so the result is the same and no division is per pixel */
+  float lut[DF_IMG_MAX_CHANNELS][256];
+  for (int k = 0; k < c; k++)
+    for (int v = 0; v < 256; v++) lut[k][v] = ((float)v / 255.0f - mu[k]) / sd[k];
   size_t n = (size_t)src->h * src->w;
   const uint8_t *in = src->px;
   float *out = dst->px;
   if (c == 3) {
     for (size_t i = 0; i < n; i++) {
-      out[3 * i + 0] = ((float)in[3 * i + 0] / 255.0f - mu[0]) / sd[0];
-      out[3 * i + 1] = ((float)in[3 * i + 1] / 255.0f - mu[1]) / sd[1];
-      out[3 * i + 2] = ((float)in[3 * i + 2] / 255.0f - mu[2]) / sd[2];
+      out[3 * i + 0] = lut[0][in[3 * i + 0]];
+      out[3 * i + 1] = lut[1][in[3 * i + 1]];
+      out[3 * i + 2] = lut[2][in[3 * i + 2]];
     }
   } else {
     for (size_t i = 0; i < n; i++)
-      for (int k = 0; k < c; k++) out[c * i + k] = ((float)in[c * i + k] / 255.0f - mu[k]) / sd[k];
+      for (int k = 0; k < c; k++) out[c * i + k] = lut[k][in[c * i + k]];
   }
   return 0;
 }

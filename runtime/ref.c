@@ -117,9 +117,15 @@ static int ref_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor *
                    df_err *err) {
   const df_graph *g = p->g;
   int n = df_graph_count(g), rc = 0;
+  if (df_check_outputs(g, p->outputs, p->n_out, outputs, err)) return err->code;
+  df_tensor **given = calloc((size_t)p->n_out + 1, sizeof *given);
   double **buf = calloc((size_t)n + 1, sizeof *buf);
-  if (!buf) return df_err_set(err, DF_ENOMEM, "ref: out of memory");
-  for (int i = 0; i < p->n_out; i++) outputs[i] = NULL;
+  if (!buf || !given) {
+    free(buf);
+    free(given);
+    return df_err_set(err, DF_ENOMEM, "ref: out of memory");
+  }
+  for (int i = 0; i < p->n_out; i++) given[i] = outputs[i];
   double live_bytes = 0;
   p->peak_bytes = 0;
   for (int i = 0; i < n && rc == 0; i++) {
@@ -171,7 +177,7 @@ static int ref_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor *
   }
   for (int i = 0; i < p->n_out && rc == 0; i++) {
     const df_node *nd = df_graph_node(g, p->outputs[i]);
-    outputs[i] = df_tensor_new(nd->dtype, nd->ndim, nd->shape, err);
+    if (!given[i]) outputs[i] = df_tensor_new(nd->dtype, nd->ndim, nd->shape, err);
     if (!outputs[i]) {
       rc = DF_ENOMEM;
       break;
@@ -181,11 +187,12 @@ static int ref_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor *
   }
   if (rc)
     for (int i = 0; i < p->n_out; i++) {
-      df_tensor_unref(outputs[i]);
-      outputs[i] = NULL;
+      if (!given[i]) df_tensor_unref(outputs[i]);
+      outputs[i] = given[i];
     }
   for (int i = 0; i < n; i++) free(buf[i]);
   free(buf);
+  free(given);
   return rc;
 }
 

@@ -225,6 +225,10 @@ function train.compile(a)
     local coef = df.min(df.fill(g, opt.clip_grad, {}, dt) / (norm + 1e-6), 1.0)
     for i, gr in ipairs(grads) do grads[i] = gr * coef end
   end
+  -- a non-finite loss leaves every parameter and all optimiser state as
+  -- they were: the update is selected by the loss being finite (so the
+  -- step can write its results in place)
+  local finite = df.eq(df.sum(loss - loss), 0)
   local outputs, keys = {}, {}
   local function out(name, t)
     outputs[#outputs + 1] = t
@@ -238,10 +242,10 @@ function train.compile(a)
     local c = opt.compensated and df.input(g, "opt.c." .. p.name, dt, p.shape) or nil
     local group = opt.groups[p.name] or {weight_decay = true, lr_scale = 1.0}
     local p2, m2, v2, c2 = adamw_update(p.tensor, grads[i], m, v, c, s, opt, group)
-    out("param." .. p.name, p2)
-    out("opt.m." .. p.name, m2)
-    out("opt.v." .. p.name, v2)
-    if c2 then out("opt.c." .. p.name, c2) end
+    out("param." .. p.name, df.where(finite, p2, p.tensor))
+    out("opt.m." .. p.name, df.where(finite, m2, m))
+    out("opt.v." .. p.name, df.where(finite, v2, v))
+    if c2 then out("opt.c." .. p.name, df.where(finite, c2, c)) end
   end
   local plan, err = df.core.compile(g, outputs, a.device or "ref")
   if not plan then return nil, err end
@@ -267,6 +271,7 @@ function Step:set_params(values)
     self.params[p.name] = h.dtype == self.dtype and h:reshape(p.shape) or h:cast(self.dtype)
     if self.c then self.c[p.name] = df.host(self.dtype, p.shape) end
   end
+  self.into = nil
 end
 
 -- step:value(name) -> the parameter's exact value as f64 (with its
@@ -307,7 +312,17 @@ function Step:run(batch)
   feeds["opt.bc1"] = df.host(dt, {}, 1 - b1 ^ t)
   feeds["opt.sqrt_bc2"] = df.host(dt, {}, math.sqrt(1 - b2 ^ t))
   if self.uses_rng then feeds["rng.seed"] = df.host("i64", {}, train.step_seed(self.seed, t)) end
-  local res, err = self.plan:run(feeds)
+  -- parameters and optimiser state are updated in place
+  if not self.into then
+    self.into = {}
+    for i, k in ipairs(self.keys) do
+      if k:sub(1, 6) == "param." then self.into[i] = self.params[k:sub(7)]
+      elseif k:sub(1, 6) == "opt.m." then self.into[i] = self.m[k:sub(7)]
+      elseif k:sub(1, 6) == "opt.v." then self.into[i] = self.v[k:sub(7)]
+      elseif k:sub(1, 6) == "opt.c." then self.into[i] = self.c[k:sub(7)] end
+    end
+  end
+  local res, err = self.plan:run(feeds, self.into)
   if not res then error(string.format("step %d: %s", t, err), 2) end
   local loss = res[1]:get(1)
   if loss ~= loss or loss == math.huge or loss == -math.huge then
@@ -324,11 +339,7 @@ function Step:run(batch)
   local extra = {}
   for i, k in ipairs(self.keys) do
     local kind, name = k:match("^(%a+)%.(.*)$")
-    if kind == "param" then self.params[name] = res[i]
-    elseif k:sub(1, 6) == "opt.m." then self.m[k:sub(7)] = res[i]
-    elseif k:sub(1, 6) == "opt.v." then self.v[k:sub(7)] = res[i]
-    elseif k:sub(1, 6) == "opt.c." then self.c[k:sub(7)] = res[i]
-    elseif kind == "out" then extra[name] = res[i] end
+    if kind == "out" then extra[name] = res[i] end
   end
   self.t = t
   return loss, extra
@@ -396,6 +407,7 @@ function Step:load(path)
     return nil, path .. ": not a dferc training checkpoint (no step in its metadata)"
   end
   self.params, self.m, self.v, self.c, self.t = params, m, v, c, math.tointeger(t) or t
+  self.into = nil
   self.lr, self.wd = tonumber(md.lr) or self.lr, tonumber(md.wd) or self.wd
   self.seed = math.tointeger(tonumber(md.seed)) or self.seed
   local user = {}
