@@ -27,6 +27,7 @@
 */
 #include "config.h"
 #include "lua/ldata.h"
+#include "runtime/imgwrite.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
@@ -483,6 +484,27 @@ static int l_loader_tostring(lua_State *L) {
 
 /* ---------------------------------------------------------------- module */
 
+/* data.write_jpeg(path, Host u8 [H, W, 3] [, quality]) / data.write_png(path, Host)
+** -> true | nil, msg */
+static int write_image(lua_State *L, int png) {
+  const char *path = luaL_checkstring(L, 1);
+  df_tensor *t = df_lua_check_host(L, 2);
+  if (t->dtype != DF_U8 || t->ndim != 3 || t->shape[2] != 3)
+    return luaL_error(L, "write_%s: needs a Host u8 [H, W, 3]", png ? "png" : "jpeg");
+  df_err e = {0};
+  int rc = png ? df_write_png(path, t->data, (int)t->shape[1], (int)t->shape[0], &e)
+               : df_write_jpeg(path, t->data, (int)t->shape[1], (int)t->shape[0], (int)luaL_optinteger(L, 3, 90), &e);
+  if (rc) {
+    luaL_pushfail(L);
+    lua_pushstring(L, e.msg);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+static int l_write_jpeg(lua_State *L) { return write_image(L, 0); }
+static int l_write_png(lua_State *L) { return write_image(L, 1); }
+
 static void new_type(lua_State *L, const char *name, const luaL_Reg *methods,
                      lua_CFunction gc, lua_CFunction tostring) {
   luaL_newmetatable(L, name);
@@ -515,6 +537,7 @@ int luaopen_dferc_data(lua_State *L) {
                                       {"close", l_loader_gc}, {NULL, NULL}};
   new_type(L, LOADER_MT, loader_m, l_loader_gc, l_loader_tostring);
   static const luaL_Reg funcs[] = {{"read_csv", l_read_csv},
+                                    {"write_jpeg", l_write_jpeg}, {"write_png", l_write_png},
                                    {"open_clip", l_open_clip},
                                    {"sample_train", l_sample_train},
                                    {"sample_pretrain", l_sample_pretrain},

@@ -631,6 +631,36 @@ static int l_host_tostring(lua_State *L) {
   return 1;
 }
 
+/* core.stack({Host, ...}) -> Host [n, ...]: same shapes and dtypes. */
+static int l_stack(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  int n = (int)luaL_len(L, 1);
+  if (n < 1 || n > (1 << 24)) return luaL_error(L, "stack: needs 1 or more tensors");
+  lua_geti(L, 1, 1);
+  df_tensor *first = check_host(L, -1)->t;
+  lua_pop(L, 1);
+  if (first->ndim >= DF_MAX_DIMS) return luaL_error(L, "stack: rank too high");
+  int64_t shape[DF_MAX_DIMS];
+  shape[0] = n;
+  memcpy(shape + 1, first->shape, (size_t)first->ndim * sizeof *shape);
+  df_err e = {0};
+  lhost *r = lua_newuserdatauv(L, sizeof *r, 0);
+  r->t = NULL;
+  luaL_setmetatable(L, HOST_MT);
+  r->t = df_tensor_new(first->dtype, first->ndim + 1, shape, &e);
+  if (!r->t) return raise_err(L, &e);
+  for (int i = 0; i < n; i++) {
+    lua_geti(L, 1, i + 1);
+    df_tensor *t = check_host(L, -1)->t;
+    int same = t->dtype == first->dtype && t->ndim == first->ndim;
+    for (int d = 0; same && d < t->ndim; d++) same = t->shape[d] == first->shape[d];
+    if (!same) return luaL_error(L, "stack: tensor %d differs in shape or dtype from the first", i + 1);
+    memcpy((char *)r->t->data + (size_t)i * first->nbytes, t->data, first->nbytes);
+    lua_pop(L, 1);
+  }
+  return 1;
+}
+
 /* core.compare(a, b) -> rel_error ||a-b|| / ||b||, max_abs_diff (float64) */
 static int l_compare(lua_State *L) {
   lhost *a = check_host(L, 1), *b = check_host(L, 2);
@@ -1188,7 +1218,7 @@ int luaopen_dferc_core(lua_State *L) {
       {"tensor_metatable", l_tensor_mt}, {"is_tensor", l_is_tensor},
       {"host", l_host_new},         {"randn", l_randn},
       {"rand", l_rand},             {"compare", l_compare},
-      {"init", l_init},
+      {"init", l_init},             {"stack", l_stack},
       {"load", l_load},             {"save", l_save},
       {"load_pth", l_load_pth},
       {"json_decode", l_json_decode}, {"compile", l_compile},

@@ -265,6 +265,7 @@ M.host = core.host
 M.randn = core.randn
 M.rand = core.rand
 M.compare = core.compare
+M.stack = core.stack
 M.json_decode = core.json_decode
 M.clock = core.clock
 
