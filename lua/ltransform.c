@@ -367,6 +367,8 @@ static int l_finetune_test_views(lua_State *L) {
   int clip_len = opt_int(L, 5, "clip_len", 16, 1, 4096, fn);
   df_resize_kind kind = opt_resize(L, 5, "resize", DF_RESIZE_PIL_BILINEAR, fn);
   int nv = segments * crops;
+  if (nv > MAX_VIEWS)
+    return luaL_error(L, "transform.%s: %d x %d views (at most %d)", fn, segments, crops, MAX_VIEWS);
   float *outs[MAX_VIEWS];
   lua_createtable(L, nv, 0);
   int64_t shape[4] = {3, clip_len, S, S};

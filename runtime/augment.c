@@ -346,6 +346,10 @@ static int geometric(df_img *img, df_img *tmp, const double m[6], uint8_t fill, 
   return 0;
 }
 
+/* An integer argument (bits, threshold, addend) from a double: values past
+** any meaningful range are clamped first, so the conversion is defined. */
+static int int_arg(double a) { return a < -100000 ? -100000 : a > 100000 ? 100000 : (int)a; }
+
 int df_aug_op_apply(df_aug_op op, double arg, df_img *img, df_img *tmp, uint8_t fill,
                     df_filter filter, df_err *err) {
   if (df_img_check(img, df_aug_op_name(op), err)) return DF_EINVAL;
@@ -355,10 +359,10 @@ int df_aug_op_apply(df_aug_op op, double arg, df_img *img, df_img *tmp, uint8_t 
     case DF_AUG_EQUALIZE: df_aug_equalize(img); return 0;
     case DF_AUG_INVERT: df_aug_invert(img); return 0;
     case DF_AUG_POSTERIZE_INC:
-    case DF_AUG_POSTERIZE: df_aug_posterize(img, (int)arg); return 0;
+    case DF_AUG_POSTERIZE: df_aug_posterize(img, int_arg(arg)); return 0;
     case DF_AUG_SOLARIZE_INC:
-    case DF_AUG_SOLARIZE: df_aug_solarize(img, (int)arg); return 0;
-    case DF_AUG_SOLARIZE_ADD: df_aug_solarize_add(img, (int)arg, 128); return 0;
+    case DF_AUG_SOLARIZE: df_aug_solarize(img, int_arg(arg)); return 0;
+    case DF_AUG_SOLARIZE_ADD: df_aug_solarize_add(img, int_arg(arg), 128); return 0;
     case DF_AUG_COLOR_INC:
     case DF_AUG_COLOR: return df_aug_color(img, arg, err);
     case DF_AUG_CONTRAST_INC:
@@ -431,7 +435,7 @@ int df_aug_ra_parse(const char *s, df_aug_ra_config *cfg, df_err *err) {
                         df_err_quote(q, sizeof q, s, strlen(s)), (int)klen, key);
     p = end;
     if (klen == 1 && key[0] == 'm') {
-      if (v < 0) goto bad;
+      if (v < 0 || v > 1000) goto bad;
       cfg->magnitude = (int)v; /* timm: int(val) */
     } else if (klen == 1 && key[0] == 'n') {
       if (v < 0 || v > DF_AUG_RA_MAX_OPS) goto bad;
@@ -537,7 +541,13 @@ int df_aug_ra_apply(const df_aug_ra_params *p, df_img *img, df_img *tmp, df_err 
 
 /* ------------------------------------------------------------ crop draws */
 
-static int round_even(double v) { return (int)nearbyint(v); }
+/* Python's round() to an int (half to even); out-of-range values (only
+** from nonsense parameters) saturate instead of overflowing. */
+static int round_even(double v) {
+  if (!(v > -1e9)) return v != v ? 0 : -1000000000;
+  if (v > 1e9) return 1000000000;
+  return (int)nearbyint(v);
+}
 
 void df_aug_rrc_draw(df_rng *rng, int img_h, int img_w, const double scale[2],
                      const double ratio[2], df_box *out) {
