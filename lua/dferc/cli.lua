@@ -17,6 +17,12 @@ commands:
            inputs and write its outputs under the fixtures' names (with --grads
            also grad.<parameter> for every parameter; --dump DIR writes each
            compiled kernel's Kernel IR, the LLVM IR and the assembly there)
+  pretrain --data_path DIR [--batch_size 32] [--epochs 100] [--lr 3e-4] [--mask_ratio 0.9] ...
+           self-supervised pre-training as the original's script (see lua/dferc/cmd/pretrain.lua)
+  finetune --data_path DIR --nb_classes 7 [--finetune PRETRAINED] [--epochs 100] ...
+           fine-tuning with RandAugment, mixup/cutmix, layer decay; then eval on test.csv
+  eval     --data_path DIR --nb_classes 7 --finetune CKPT [--test_num_segment 2] [--test_num_crop 2]
+           UAR, WAR, weighted F1, per-class recall and the confusion matrix
   forward  [--kind finetune|pretrain] [--config C.json] [KEY=VALUE ...] [--device D]
            [--seed S] [--model SCRIPT.lua] [--dump DIR] [--finetune CKPT]
            build a model (full size by default), fill it with its own random
@@ -551,6 +557,9 @@ function cli.main(args)
     bench = cli.bench,
     convert = cli.convert,
     cache = function(a) return require("dferc.cache_cli").main(a) end,
+    pretrain = function(a) return require("dferc.cmd.pretrain").main(a) end,
+    finetune = function(a) return require("dferc.cmd.finetune").main(a) end,
+    eval = function(a) return require("dferc.cmd.eval").main(a) end,
     ["run-io"] = cli.run_io, graph = cli.graph, forward = cli.forward, run = cli.run,
     devices = function()
       for _, d in ipairs(core.devices()) do print(d) end
