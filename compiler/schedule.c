@@ -57,27 +57,22 @@ static int rule_root(const df_graph *g, df_node_id n, const int *cons, const uns
   df_op op = df_graph_node(g, n)->op;
   return is_red(op) || is_row(op) || is_lib(op);
 }
-/* Libraries read memory: their operands need slots.  (Checked from the
-** producer's side: does any consumer of n need n in memory?) */
-static int consumer_needs_memory(const df_graph *g, df_node_id n, int (*pred)(df_op)) {
-  for (int i = n + 1; i < df_graph_count(g); i++) {
-    const df_node *c = df_graph_node(g, i);
-    if (!pred(c->op)) continue;
-    for (int k = 0; k < c->ninputs; k++)
-      if (c->inputs[k] == n) return 1;
-  }
-  return 0;
-}
+/* What the consumers of each node are, computed once per build (the
+** rules below ask it for every node). */
+enum { READ_BY_LIB = 1, READ_BY_SELECT = 2 };
+static _Thread_local const unsigned char *read_by; /* valid during df_schedule_build */
+
+/* Libraries read memory: their operands need slots. */
 static int rule_library_operand(const df_graph *g, df_node_id n, const int *cons,
                                 const unsigned char *m) {
-  return cons[n] > 0 && consumer_needs_memory(g, n, is_lib);
+  return cons[n] > 0 && (read_by[n] & READ_BY_LIB);
 }
 static int is_select_like(df_op op) { return op == DF_OP_CONCAT || op == DF_OP_PAD; }
 /* concat and pad evaluate their operands at clamped indices for every
 ** element: an expensive operand would be computed many times over. */
 static int rule_select_operand(const df_graph *g, df_node_id n, const int *cons,
                                const unsigned char *m) {
-  return cons[n] > 0 && !cheap(g, n, m) && consumer_needs_memory(g, n, is_select_like);
+  return cons[n] > 0 && (read_by[n] & READ_BY_SELECT) && !cheap(g, n, m);
 }
 /* A node read by several consumers is computed once, unless cheap. */
 static int rule_shared(const df_graph *g, df_node_id n, const int *cons, const unsigned char *m) {
@@ -620,12 +615,22 @@ df_schedule *df_schedule_build(const df_graph *g, const df_node_id *outputs, int
     goto fail;
   }
   df_graph_live(g, outputs, n_out, live);
+  unsigned char *rb = calloc((size_t)N + 1, 1);
+  if (!rb) {
+    df_err_set(err, DF_ENOMEM, "schedule: out of memory");
+    goto fail;
+  }
   for (int i = 0; i < N; i++) {
     s->slot_of[i] = -1;
     if (!live[i]) continue;
     const df_node *nd = df_graph_node(g, i);
-    for (int k = 0; k < nd->ninputs; k++) cons[nd->inputs[k]]++;
+    unsigned char flag = is_lib(nd->op) ? READ_BY_LIB : is_select_like(nd->op) ? READ_BY_SELECT : 0;
+    for (int k = 0; k < nd->ninputs; k++) {
+      cons[nd->inputs[k]]++;
+      rb[nd->inputs[k]] |= flag;
+    }
   }
+  read_by = rb;
   for (int i = 0; i < n_out; i++) {
     mat[outputs[i]] = 1;
     s->reason[outputs[i]] = "output";
@@ -644,6 +649,8 @@ df_schedule *df_schedule_build(const df_graph *g, const df_node_id *outputs, int
         }
     }
   }
+  read_by = NULL;
+  free(rb);
   /* slots */
   for (int i = 0; i < N; i++) {
     if (!live[i]) continue;
