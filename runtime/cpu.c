@@ -110,6 +110,42 @@ static void run_range(void *ctx, int64_t b, int64_t e) {
   k->fn(k->bufs, b, e);
 }
 
+extern void openblas_set_num_threads(int);
+
+/* The batched products of one matmul step, for the pool. */
+typedef struct mm_batch {
+  int f64;
+  enum CBLAS_TRANSPOSE TA, TB;
+  int M, N, K, lda, ldb;
+  void *A, *B, *C;
+  int64_t amat, bmat;
+  size_t es;
+  int nb;
+  const int64_t *shape;
+  int64_t sa[DF_MAX_DIMS], sb[DF_MAX_DIMS];
+} mm_batch;
+
+static void mm_range(void *ctx, int64_t b0, int64_t b1) {
+  const mm_batch *m = ctx;
+  for (int64_t bi = b0; bi < b1; bi++) {
+    int64_t oa = 0, ob = 0, rest = bi;
+    for (int d = m->nb - 1; d >= 0; d--) { /* the batch index's broadcast offsets */
+      int64_t i = rest % m->shape[d];
+      rest /= m->shape[d];
+      oa += i * m->sa[d];
+      ob += i * m->sb[d];
+    }
+    char *pa = (char *)m->A + (size_t)(oa * m->amat) * m->es, *pb = (char *)m->B + (size_t)(ob * m->bmat) * m->es;
+    char *pc = (char *)m->C + (size_t)(bi * m->M * m->N) * m->es;
+    if (m->f64)
+      cblas_dgemm(CblasRowMajor, m->TA, m->TB, m->M, m->N, m->K, 1.0, (double *)pa, m->lda, (double *)pb, m->ldb,
+                  0.0, (double *)pc, m->N);
+    else
+      cblas_sgemm(CblasRowMajor, m->TA, m->TB, m->M, m->N, m->K, 1.0f, (float *)pa, m->lda, (float *)pb, m->ldb,
+                  0.0f, (float *)pc, m->N);
+  }
+}
+
 /* C = op(A) op(B) over broadcast batches, through cblas. */
 static void run_matmul(const df_graph *g, const df_step *st, void **ptr) {
   const df_node *n = df_graph_node(g, st->node);
@@ -147,6 +183,19 @@ static void run_matmul(const df_graph *g, const df_step *st, void **ptr) {
     }
   }
   size_t es = f64 ? 8 : 4;
+  mm_batch mb = {f64, TA, TB, (int)M, (int)N, (int)K, lda, ldb, A, B, C, amat, bmat, es,
+                 nb, n->shape, {0}, {0}};
+  memcpy(mb.sa, sa, sizeof sa);
+  memcpy(mb.sb, sb, sizeof sb);
+  int threads = df_pool_threads();
+  if (threads > 1 && batches >= threads && (double)M * (double)N * (double)K < (double)(1 << 22)) {
+    /* many small products: one single-threaded product per pool thread
+    ** beats OpenBLAS splitting each small one */
+    openblas_set_num_threads(1);
+    df_pool_run(batches, mm_range, &mb);
+    openblas_set_num_threads(threads);
+    return;
+  }
   for (int64_t bi = 0; bi < batches; bi++) {
     char *pa = (char *)A + (size_t)(oa * amat) * es, *pb = (char *)B + (size_t)(ob * bmat) * es;
     char *pc = (char *)C + (size_t)(bi * M * N) * es;
