@@ -17,6 +17,9 @@ commands:
            inputs and write its outputs under the fixtures' names (with --grads
            also grad.<parameter> for every parameter; --dump DIR writes each
            compiled kernel's Kernel IR, the LLVM IR and the assembly there)
+  demo     [--out DIR] [--quick] [--device D]
+           the main job: synthetic data, pre-training, fine-tuning (pre-trained and from
+           scratch), evaluation, report.json and pictures in demo-out/
   pretrain --data_path DIR [--batch_size 32] [--epochs 100] [--lr 3e-4] [--mask_ratio 0.9] ...
            self-supervised pre-training as the original's script (see lua/dferc/cmd/pretrain.lua)
   finetune --data_path DIR --nb_classes 7 [--finetune PRETRAINED] [--epochs 100] ...
@@ -560,9 +563,13 @@ function cli.main(args)
     pretrain = function(a) return require("dferc.cmd.pretrain").main(a) end,
     finetune = function(a) return require("dferc.cmd.finetune").main(a) end,
     eval = function(a) return require("dferc.cmd.eval").main(a) end,
+    demo = function(a) return require("dferc.cmd.demo").main(a) end,
     ["run-io"] = cli.run_io, graph = cli.graph, forward = cli.forward, run = cli.run,
     devices = function()
-      for _, d in ipairs(core.devices()) do print(d) end
+      for _, d in ipairs(core.devices()) do
+        local ok, why = core.compile(df.graph(), {}, d)
+        print(ok and d or (d .. ": unavailable: " .. tostring(why)))
+      end
       return 0
     end,
     version = function() print("dferc " .. df.version) return 0 end,

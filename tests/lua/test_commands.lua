@@ -41,7 +41,7 @@ write("test.csv", {lines[3], lines[4], lines[5], lines[6]})
 
 local function run(cmd, extra)
   local args = {cmd, "--data_path", dir, "--input_size", "64", "--num_frames", "8", "--lg_region_size", "2,2,4",
-                "--device", "cpu", "--quiet"}
+                "--device", T.has_cpu() and "cpu" or "ref", "--quiet"}
   for _, a in ipairs(extra) do args[#args + 1] = a end
   local ok, r = pcall(require("dferc.cmd." .. cmd).main, args)
   if not ok then error(type(r) == "table" and r.msg or tostring(r), 0) end

@@ -43,6 +43,7 @@ for _, run in ipairs {{"finetune_tiny", "ref"}, {"pretrain_tiny", "ref"},
   local case, device = run[1], run[2]
   T.test("train_steps_" .. case .. "_" .. device, function()
     local dir = T.fixtures() or T.skip("no fixtures (set DFERC_FIXTURES)")
+    if device == "cpu" and not T.has_cpu() then T.skip("no cpu device in this build") end
     local c = setup(dir, case, device)
     local fx = c.fixture.tensors
     -- the schedule

@@ -70,6 +70,12 @@ function T.fixtures()
   return nil
 end
 
+-- Is the cpu device usable in this build (LLVM)?
+function T.has_cpu()
+  local df = require "dferc"
+  return df.core.compile(df.graph(), {}, "cpu") ~= nil
+end
+
 function T.done()
   return T.failed > 0 and 1 or 0
 end

@@ -36,6 +36,7 @@ expect bench_quick 0 "finetune_infer_b1" -- "$D" bench --quick --workloads finet
 expect bench_json_fields 0 '"ceiling_gflops"' -- cat "$tmp/bench.json"
 expect bench_json_rss 0 '"peak_rss_mb"' -- cat "$tmp/bench.json"
 expect bench_unknown_workload 1 "unknown workload 'nope'" -- "$D" bench --quick --workloads nope
+if "$D" devices | grep -qx cpu; then
 expect cpu_forward 0 "device cpu" -- "$D" forward img=64 frames=8 region=[2,2,4] dim=32 heads=2 depth=1 B=2 --device cpu --dump "$tmp/dump"
 expect dump_has_kernels 0 "fused_layernorm" -- ls "$tmp/dump"
 if grep -q avx512f /proc/cpuinfo; then
@@ -48,6 +49,10 @@ expect cache_cold 0 "0 from the kernel cache" -- env DFERC_CACHE="$tmp/kc.db" "$
 expect cache_warm 0 "compiled (" -- env DFERC_CACHE="$tmp/kc.db" "$D" forward img=64 frames=8 region=[2,2,4] dim=32 heads=2 depth=1 --device cpu
 expect cache_warm_all_hits 0 ", 0 compiled" -- env DFERC_CACHE="$tmp/kc.db" "$D" forward img=64 frames=8 region=[2,2,4] dim=32 heads=2 depth=1 --device cpu
 expect cache_bypassed 0 "0 from the kernel cache" -- env DFERC_CACHE="$tmp/kc.db" "$D" forward img=64 frames=8 region=[2,2,4] dim=32 heads=2 depth=1 --device cpu --no-cache
+else
+  echo "skip cpu_device: $("$D" devices | grep '^cpu')"
+  expect cpu_unavailable_one_line 1 "built without LLVM" -- "$D" forward img=64 frames=8 region=[2,2,4] dim=32 heads=2 depth=1 --device cpu
+fi
 expect runio_missing_option 1 "--weights is required" -- "$D" run-io --config x.json
 
 if [ -z "$F" ] || [ ! -f "$F/finetune_tiny.config.json" ]; then
