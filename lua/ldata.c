@@ -28,6 +28,7 @@
 #include "config.h"
 #include "lua/ldata.h"
 #include "runtime/imgwrite.h"
+#include "runtime/vidwrite.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
@@ -505,6 +506,23 @@ static int write_image(lua_State *L, int png) {
 static int l_write_jpeg(lua_State *L) { return write_image(L, 0); }
 static int l_write_png(lua_State *L) { return write_image(L, 1); }
 
+/* data.write_video(path, Host u8 [T, H, W, 3] [, fps [, codec]]) -> true | nil, msg */
+static int l_write_video(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  df_tensor *t = df_lua_check_host(L, 2);
+  if (t->dtype != DF_U8 || t->ndim != 4 || t->shape[3] != 3)
+    return luaL_error(L, "write_video: needs a Host u8 [T, H, W, 3]");
+  df_err e = {0};
+  if (df_write_video(path, t->data, (int)t->shape[0], (int)t->shape[2], (int)t->shape[1],
+                     (int)luaL_optinteger(L, 3, 25), luaL_optstring(L, 4, NULL), &e)) {
+    luaL_pushfail(L);
+    lua_pushstring(L, e.msg);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static void new_type(lua_State *L, const char *name, const luaL_Reg *methods,
                      lua_CFunction gc, lua_CFunction tostring) {
   luaL_newmetatable(L, name);
@@ -538,6 +556,7 @@ int luaopen_dferc_data(lua_State *L) {
   new_type(L, LOADER_MT, loader_m, l_loader_gc, l_loader_tostring);
   static const luaL_Reg funcs[] = {{"read_csv", l_read_csv},
                                     {"write_jpeg", l_write_jpeg}, {"write_png", l_write_png},
+                                    {"write_video", l_write_video},
                                    {"open_clip", l_open_clip},
                                    {"sample_train", l_sample_train},
                                    {"sample_pretrain", l_sample_pretrain},

@@ -27,8 +27,19 @@ local function make_clip(i, label, ext)
   end
   return string.format("clips/%03d %d", i, label)
 end
+-- a clip as a video file (mp4, mpeg4) instead of a frame folder
+local function make_video(i, label)
+  local frames = df.host("u8", {16, 72, 80, 3})
+  local vals = df.rand("f32", {16, 72, 80, 3}, i)
+  for k = 1, frames.numel do frames:set(k, math.floor(vals:get(k) * 200)) end
+  local path = string.format("%s/clips/v%03d.mp4", dir, i)
+  assert(data.write_video(path, frames, 25, "mpeg4"))
+  return string.format("clips/v%03d.mp4 %d", i, label)
+end
 local lines = {}
 for i = 1, 8 do lines[#lines + 1] = make_clip(i, i % 2, i % 3 == 0 and "png" or "jpg") end
+lines[#lines + 1] = make_video(9, 1)
+lines[#lines + 1] = make_video(10, 0)
 lines[#lines + 1] = "clips/missing 0" -- a clip that is not there: skipped with a warning
 local function write(name, rows)
   local f = assert(io.open(dir .. "/" .. name, "w"))
@@ -37,7 +48,7 @@ local function write(name, rows)
 end
 write("train.csv", lines)
 write("val.csv", {lines[1], lines[2]})
-write("test.csv", {lines[3], lines[4], lines[5], lines[6]})
+write("test.csv", {lines[3], lines[4], lines[9], lines[10]})
 
 local function run(cmd, extra)
   local args = {cmd, "--data_path", dir, "--input_size", "64", "--num_frames", "8", "--lg_region_size", "2,2,4",
@@ -56,7 +67,7 @@ T.test("pretrain_command", function()
   T.ok(io.open(dir .. "/pt/checkpoint-1.safetensors"), "checkpoint written")
   local log = assert(io.open(dir .. "/pt/log.jsonl")):read("a")
   local n = select(2, log:gsub("\n", ""))
-  T.eq(n, 8, "logged steps (2 epochs of 4 batches)")
+  T.eq(n, 10, "logged steps (2 epochs of 5 batches)")
   -- resume continues from the saved epoch
   rc = run("pretrain", {"--batch_size", "2", "--epochs", "3", "--warmup_epochs", "1", "--mask_ratio", "0.75",
     "--output_dir", dir .. "/pt", "--resume", dir .. "/pt/checkpoint-1.safetensors", "enc_dim=32", "enc_heads=2",
