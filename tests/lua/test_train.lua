@@ -191,6 +191,30 @@ T.test("drop_path_is_seeded_and_reproducible", function()
   T.ok(model.builder.seed_input == nil, "no randomness outside training")
 end)
 
+T.test("gradient_clipping_bounds_the_update", function()
+  local cli = require "dferc.cli"
+  local cfg = {kind = "finetune", img = 32, frames = 4, region = {2, 2, 2}, dim = 16, heads = 2, depth = 1,
+               classes = 3, B = 2}
+  local function delta(clip)
+    local model = S.build(cfg)
+    local init = {}
+    for k, p in ipairs(model.params) do init[p.name] = cli.init_param(p, k) end
+    -- eps = 1 makes AdamW's step proportional to the gradient, so clipping shows
+    local opt = train.adamw {lr = 1, eps = 1, weight_decay = 0, clip_grad = clip, compensated = false}
+    local step = assert(train.compile {model = model, loss = model.outputs.loss, optimizer = opt})
+    step:set_params(init)
+    step {videos = df.randn("f32", model.inputs.videos.shape, 4), labels = df.host("i64", {2}, {0, 2})}
+    local sq = 0
+    for _, p in ipairs(model.params) do
+      local after, before = step.params[p.name], init[p.name]
+      for k = 1, after.numel do sq = sq + (after:get(k) - before:get(k)) ^ 2 end
+    end
+    return math.sqrt(sq)
+  end
+  local free, clipped = delta(nil), delta(1e-4)
+  T.ok(clipped < 2e-4 and free > 100 * clipped, string.format("update norm %.3g clipped vs %.3g", clipped, free))
+end)
+
 T.test("drop_path_keeps_rows_at_the_rate", function()
   local nn = require "dferc.nn"
   local B = nn.builder {training = true, dtype = "f64"}
