@@ -151,7 +151,7 @@ end
 bench.json = json
 
 function bench.main(opts)
-  local device = opts.device or "cpu"
+  local device = opts.device or require("dferc.cli").fastest_device()
   local quick = opts.quick and true or false
   local repeats = tonumber(opts.repeats or (quick and "2" or "3"))
   if opts.one then
