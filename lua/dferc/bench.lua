@@ -197,6 +197,13 @@ function bench.main(opts)
         rec.peak_rss_mb, rec.quick and "  (quick)" or ""))
     end
   end
+  -- the ceiling again after the workloads: a busy machine lowers either
+  -- measurement, so the best of the two stands for the machine
+  local after = core.sgemm_gflops(quick and 512 or 2048, quick and 2 or 5)
+  if after > ceiling then
+    print(string.format("ceiling measured again: %.1f GFLOP/s (the best of both is used)", after))
+    for _, rec in ipairs(records) do rec.ceiling_gflops = after end
+  end
   if opts.out then
     local f = assert(io.open(opts.out, "w"))
     f:write(json(records), "\n")
