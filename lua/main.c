@@ -22,6 +22,7 @@
 #include "lua/lcache.h"
 #include "lua/ldata.h"
 #include "lua/ldferc.h"
+#include "lua/lfacegen.h"
 #include "lua/ltransform.h"
 
 static int has_library(const char *dir) {
@@ -106,6 +107,8 @@ int main(int argc, char **argv) {
   lua_setfield(L, -2, "dferc.cache");
   lua_pushcfunction(L, luaopen_dferc_transform);
   lua_setfield(L, -2, "dferc.transform");
+  lua_pushcfunction(L, luaopen_dferc_facegen);
+  lua_setfield(L, -2, "dferc.facegen");
   lua_pop(L, 2);
 
   lua_pushcfunction(L, traceback);

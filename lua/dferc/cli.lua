@@ -20,6 +20,9 @@ commands:
   demo     [--out DIR] [--quick] [--device D]
            the main job: synthetic data, pre-training, fine-tuning (pre-trained and from
            scratch), evaluation, report.json and pictures in demo-out/
+  make-demo-data DIR [--seed S] [--clips N] [--frames F] [--size S] [--quiet]
+           render the synthetic dynamic-expression dataset (7 classes): JPEG frame
+           folders and train/val/test CSVs; the same arguments give the same bytes
   pretrain --data_path DIR [--batch_size 32] [--epochs 100] [--lr 3e-4] [--mask_ratio 0.9] ...
            self-supervised pre-training as the original's script (see lua/dferc/cmd/pretrain.lua)
   finetune --data_path DIR --nb_classes 7 [--finetune PRETRAINED] [--epochs 100] ...
@@ -564,6 +567,7 @@ function cli.main(args)
     finetune = function(a) return require("dferc.cmd.finetune").main(a) end,
     eval = function(a) return require("dferc.cmd.eval").main(a) end,
     demo = function(a) return require("dferc.cmd.demo").main(a) end,
+    ["make-demo-data"] = function(a) return require("dferc.make_demo_data").main(a) end,
     ["run-io"] = cli.run_io, graph = cli.graph, forward = cli.forward, run = cli.run,
     devices = function()
       for _, d in ipairs(core.devices()) do
