@@ -1,0 +1,151 @@
+--[[
+dferc demo -- the main job: make the embedded synthetic dataset, pre-train a
+small MAE-DFER on it with 90% part-window masking, fine-tune it, fine-tune
+the same model from scratch with the same budget, evaluate both with the
+paper's protocol, and write report.json, the reconstruction pictures and
+the training curves into --out (default demo-out/).
+
+  dferc demo [--out DIR] [--quick] [--device cpu|ref] [--seed S]
+
+--quick is for tests: a tinier model and budget (its numbers need not be
+good).  Everything runs through the same commands a user runs
+(dferc make-demo-data, pretrain, finetune, eval); their logs are in the
+sub-folders.
+]]
+local df = require "dferc"
+local core = df.core
+local C = require "dferc.cmd.common"
+local cli = require "dferc.cli"
+
+local M = {}
+
+M.flags = {out = "demo-out", quick = false, device = "", seed = 0, clips = 0}
+
+-- Geometry and budgets: the full demo fits 20 minutes on 2 cores.
+local FULL = {clips = 420, frames = 32, size = 64, img = 64, region = "2,2,4",
+              enc = {"enc_dim=96", "enc_heads=4", "enc_depth=3", "dec_dim=64", "dec_heads=4", "dec_depth=1"},
+              ft = {"dim=96", "heads=4", "depth=3"},
+              pretrain_epochs = 30, finetune_epochs = 6, batch = 12, pt_lr = "0.02", ft_lr = "0.02"}
+local QUICK = {clips = 42, frames = 32, size = 64, img = 64, region = "2,2,4",
+               enc = {"enc_dim=32", "enc_heads=2", "enc_depth=1", "dec_dim=32", "dec_heads=2", "dec_depth=1"},
+               ft = {"dim=32", "heads=2", "depth=1"},
+               pretrain_epochs = 2, finetune_epochs = 1, batch = 6, pt_lr = "0.02", ft_lr = "0.02"}
+
+local function run(cmd, args)
+  local full = {cmd}
+  for _, a in ipairs(args) do full[#full + 1] = a end
+  local rc = require("dferc.cmd." .. cmd).main(full)
+  if rc ~= 0 then C.fail("demo: %s failed (exit %d)", cmd, rc) end
+end
+
+local function append(t, more)
+  for _, a in ipairs(more) do t[#t + 1] = a end
+  return t
+end
+
+function M.main(args)
+  local o = C.parse(args, M.flags)
+  local G = o.quick and QUICK or FULL
+  if o.clips > 0 then G.clips = math.tointeger(o.clips) end
+  local device = o.device ~= "" and o.device or cli.fastest_device()
+  local t0 = core.clock()
+  C.mkdir(o.out)
+  local dir = o.out .. "/data"
+  -- 1. the data
+  local fg = require "dferc.facegen"
+  local ok, info = fg.dataset(dir, {seed = o.seed, clips = G.clips, frames = G.frames, size = G.size})
+  if not ok then C.fail("%s", info) end
+  print(string.format("demo: %d synthetic clips in %s (%s)", G.clips, dir,
+    type(info) == "table" and info.skipped and "already there" or "made"))
+  local common = {"--data_path", dir, "--input_size", tostring(G.img), "--num_frames", "16", "--lg_region_size",
+                  G.region, "--device", device, "--batch_size", tostring(G.batch), "--seed", tostring(o.seed),
+                  "--quiet"}
+  -- 2. pre-training
+  local pt = o.out .. "/pretrain"
+  local t1 = core.clock()
+  run("pretrain", append(append({"--output_dir", pt, "--epochs", tostring(G.pretrain_epochs), "--warmup_epochs", "1",
+    "--lr", G.pt_lr, "--mask_ratio", "0.9", "--save_ckpt_freq", "1000"}, common), G.enc))
+  local t2 = core.clock()
+  -- 3. fine-tuning from the pre-trained encoder, and from scratch, same budget
+  local ft_args = {"--nb_classes", "7", "--epochs", tostring(G.finetune_epochs), "--warmup_epochs", "1",
+                   "--lr", G.ft_lr, "--save_ckpt_freq", "1000", "--test_num_segment", "2", "--test_num_crop", "1"}
+  run("finetune", append(append(append({"--output_dir", o.out .. "/finetune-pretrained", "--finetune",
+    pt .. "/checkpoint-latest.safetensors"}, ft_args), common), G.ft))
+  local t3 = core.clock()
+  run("finetune", append(append(append({"--output_dir", o.out .. "/finetune-scratch"}, ft_args), common), G.ft))
+  local t4 = core.clock()
+  local function read_eval(sub)
+    local f = assert(io.open(o.out .. "/" .. sub .. "/eval.json"))
+    local r = df.json_decode(f:read("a"))
+    f:close()
+    return r
+  end
+  local pre, scr = read_eval("finetune-pretrained"), read_eval("finetune-scratch")
+  -- 4. pictures: reconstructions of test clips by the pre-trained model, curves
+  local pics = M.pictures(o.out, pt, dir, G, device, o.seed)
+  local P = require "dferc.pictures"
+  P.curves(o.out .. "/pretrain-curve.svg", {P.read_log(pt .. "/log.jsonl", "pre-training")}, "pre-training (MSE of the masked tubelets)")
+  P.curves(o.out .. "/finetune-curves.svg", {P.read_log(o.out .. "/finetune-pretrained/log.jsonl", "fine-tuning, pre-trained"),
+    P.read_log(o.out .. "/finetune-scratch/log.jsonl", "fine-tuning, from scratch")}, "fine-tuning (soft-target cross-entropy)")
+  local secs = core.clock() - t0
+  local report = {
+    pretrained = {uar = pre.uar, war = pre.war, f1 = pre.f1},
+    scratch = {uar = scr.uar, war = scr.war, f1 = scr.f1},
+    device = device, seconds = secs, quick = o.quick or nil,
+    stages = {pretrain = t2 - t1, finetune_pretrained = t3 - t2, finetune_scratch = t4 - t3},
+    model = {frames = 16, image = G.img, patch = 16, tubelet = 2, region = G.region, encoder = table.concat(G.enc, " "),
+             finetune = table.concat(G.ft, " "), mask = "part_window 0.9", clips = G.clips,
+             pretrain_epochs = G.pretrain_epochs, finetune_epochs = G.finetune_epochs, batch = G.batch},
+    pictures = pics,
+  }
+  local f = assert(io.open(o.out .. "/report.json", "w"))
+  f:write(require("dferc.bench").json(report), "\n")
+  f:close()
+  print("")
+  print(string.format("MAE-DFER demo on %s, %.0f s (%d synthetic clips, 7 expressions; 16 frames of %dx%d)", device,
+    secs, G.clips, G.img, G.img))
+  print(string.format("  pre-trained then fine-tuned:  UAR %6.2f%%  WAR %6.2f%%", pre.uar, pre.war))
+  print(string.format("  fine-tuned from scratch:      UAR %6.2f%%  WAR %6.2f%%", scr.uar, scr.war))
+  print(string.format("  report: %s/report.json; pictures: %s", o.out, table.concat(pics, ", ")))
+  return 0
+end
+
+-- Reconstruct a few test clips with the pre-trained weights.
+function M.pictures(out, pt, dir, G, device, seed)
+  local S = require "mae_dfer"
+  local W = require "dferc.weights"
+  local T = require "dferc.transform"
+  local data = require "dferc.data"
+  local P = require "dferc.pictures"
+  local cfg = {kind = "pretrain", B = 2, img = G.img, frames = 16, region = C.ints(G.region, 3, "region"),
+               mask_ratio = 0.9}
+  local r = C.ints(G.region, 3, "region")
+  cfg.win = {r[2], r[3]}
+  for _, kv in ipairs(G.enc) do
+    local k, v = kv:match("^(.-)=(.*)$")
+    cfg[k] = math.tointeger(tonumber(v)) or v
+  end
+  local model = S.build(cfg)
+  local loaded = assert(W.load(pt .. "/checkpoint-latest.safetensors"))
+  local feeds = {}
+  for _, p in ipairs(model.params) do feeds[p.name] = loaded.tensors[p.name] end
+  local items = C.split(dir, "test")
+  local vids, masks = {}, {}
+  local g = model.geometry
+  for i = 1, 2 do
+    local clip = assert(data.open_clip(items[i].path))
+    local idx = data.sample_pretrain(clip:count(), seed)
+    local frames = clip:read(idx)
+    clip:close()
+    vids[i] = T.pretrain(frames, seed + i, G.img)
+    masks[i] = T.mask("part_window", g.t, g.h, g.w, 0.9, r[2], r[3], seed + 10 + i)
+  end
+  feeds.videos, feeds.mask = df.stack(vids), df.stack(masks)
+  local c = assert(df.compile {outputs = {d = model.outputs.decoder_out}, device = device})
+  local res = assert(c:run(feeds))
+  local path = out .. "/reconstruction.png"
+  assert(P.reconstruction(path, feeds.videos, feeds.mask, res.d, g, {clips = 2, frames = 8}))
+  return {path, out .. "/pretrain-curve.svg", out .. "/finetune-curves.svg"}
+end
+
+return M
