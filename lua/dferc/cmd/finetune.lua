@@ -10,7 +10,8 @@ when there is no test split).
   dferc finetune --data_path DIR --nb_classes 7 [--finetune PRETRAINED]
                  [--batch_size 32] [--epochs 100] [--lr 1e-3] [--min_lr 1e-6]
                  [--warmup_epochs 5] [--layer_decay 0.75] [--drop_path 0.1]
-                 [--smoothing 0.1] [--mixup 0.8] [--cutmix 1.0]
+                 [--smoothing 0.1] [--mixup 0.8] [--cutmix 1.0] [--reprob 0.25]
+                 [--aa rand-m7-n4-mstd0.5-inc1] [--train_crop_scale 0.08,1]
                  [--output_dir DIR] [--device D] [--model SCRIPT.lua] [KEY=VALUE ...]
 ]]
 local df = require "dferc"
@@ -31,6 +32,7 @@ M.flags = {
   num_frames = 16, sampling_rate = 4, input_size = 160, test_num_segment = 2, test_num_crop = 2,
   output_dir = "finetune-out", device = "", model = "", seed = 0, save_ckpt_freq = 20, resume = "",
   num_workers = 2, max_steps = 0, no_eval = false, quiet = false, clip_grad = 0,
+  train_crop_scale = "0.08,1",
 }
 
 function M.main(args)
@@ -54,6 +56,11 @@ function M.main(args)
   C.mkdir(o.output_dir)
 
   local mixing = o.mixup > 0 or o.cutmix > 0
+  local crop_scale = {}
+  for x in o.train_crop_scale:gmatch("[^,]+") do crop_scale[#crop_scale + 1] = tonumber(x) end
+  if #crop_scale ~= 2 or not crop_scale[1] or not crop_scale[2] then
+    C.fail("finetune: --train_crop_scale wants two numbers, as 0.08,1")
+  end
   local loss
   if mixing then
     local targets = model.builder:input("targets", "f32", {o.batch_size, K})
@@ -101,7 +108,7 @@ function M.main(args)
       function(frames, item, pos)
         local s = T.stream(o.seed, epoch * 1000003 + pos)
         return {video = T.finetune_train(frames, s, {size = o.input_size, randaug = o.aa ~= "" and o.aa or false,
-                                                       erase = o.reprob}), label = item.label}
+                                                       erase = o.reprob, scale = crop_scale}), label = item.label}
       end)
     local t_epoch = core.clock()
     for b = 1, steps_per_epoch do
