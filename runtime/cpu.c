@@ -287,20 +287,12 @@ static void report_profile(const df_schedule *s, const double *t) {
 static int cpu_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor **outputs, df_err *err) {
   df_schedule *s = p->s;
   const df_graph *g = s->g;
-  for (int i = 0; i < s->n_out; i++) {
-    const df_tensor *t = outputs[i];
-    if (!t) continue;
-    const df_node *nd = df_graph_node(g, s->slots[s->out_slots[i]].node);
-    int same = t->ndim == nd->ndim && t->dtype == nd->dtype;
-    for (int d = 0; same && d < nd->ndim; d++) same = t->shape[d] == nd->shape[d];
-    if (!same) {
-      char se[160], sg[160];
-      return df_err_set(err, DF_ESHAPE, "output %d (%s:%d %s): expected %s %s, was given %s %s", i + 1,
-                        nd->file, nd->line, df_op_name(nd->op), df_node_shape_str(nd, se, sizeof se),
-                        df_dtype_lname(nd->dtype), df_shape_str(sg, sizeof sg, t->ndim, t->shape),
-                        df_dtype_lname(t->dtype));
-    }
-  }
+  df_node_id *out_ids = malloc((size_t)(s->n_out + 1) * sizeof *out_ids);
+  if (!out_ids) return df_err_set(err, DF_ENOMEM, "cpu: out of memory");
+  for (int i = 0; i < s->n_out; i++) out_ids[i] = s->slots[s->out_slots[i]].node;
+  int bad = df_check_outputs(g, out_ids, s->n_out, outputs, err);
+  free(out_ids);
+  if (bad) return bad;
   df_tensor **given = calloc((size_t)s->n_out + 1, sizeof *given);
   if (!given) return df_err_set(err, DF_ENOMEM, "cpu: out of memory");
   for (int i = 0; i < s->n_out; i++) given[i] = outputs[i];
@@ -320,26 +312,9 @@ static int cpu_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor *
     if (sl->kind == DF_SLOT_ARENA) ptr[i] = (char *)p->arena + sl->offset;
     else if (sl->kind == DF_SLOT_CONST) ptr[i] = sl->data;
     else {
-      const df_node *nd = df_graph_node(g, sl->node);
-      const char *kind = nd->op == DF_OP_PARAM ? "parameter" : "input";
-      int found = 0;
-      for (int f = 0; f < n_feeds && !found; f++) {
-        if (!feeds[f].name || strcmp(feeds[f].name, nd->attrs.str) != 0) continue;
-        found = 1;
-        const df_tensor *t = feeds[f].tensor;
-        int same = t->ndim == nd->ndim && t->dtype == nd->dtype;
-        for (int d = 0; same && d < nd->ndim; d++) same = t->shape[d] == nd->shape[d];
-        if (!same) {
-          char se[160], sg[160];
-          rc = df_err_set(err, DF_ESHAPE, "%s '%s': expected %s %s, got %s %s", kind, nd->attrs.str,
-                          df_node_shape_str(nd, se, sizeof se), df_dtype_lname(nd->dtype),
-                          df_shape_str(sg, sizeof sg, t->ndim, t->shape), df_dtype_lname(t->dtype));
-        }
-        ptr[i] = t->data;
-      }
-      if (!found && rc == 0)
-        rc = df_err_set(err, DF_EINVAL, "%s '%s' (%s:%d) was not given a value", kind, nd->attrs.str,
-                        nd->file, nd->line);
+      const df_tensor *t = df_find_feed(df_graph_node(g, sl->node), feeds, n_feeds, err);
+      if (!t) rc = err && err->code ? err->code : DF_EINVAL;
+      else ptr[i] = t->data; /* read in place: no copy */
       if (rc == 0 && p->check_finite) rc = check_slot(s, i, ptr[i], err);
     }
   }

@@ -60,6 +60,27 @@ struct df_cache *df_kernel_cache(void) {
   return c;
 }
 
+const df_tensor *df_find_feed(const df_node *nd, const df_binding *feeds, int n_feeds, df_err *err) {
+  const char *kind = nd->op == DF_OP_PARAM ? "parameter" : "input";
+  for (int i = 0; i < n_feeds; i++) {
+    if (!feeds[i].name || strcmp(feeds[i].name, nd->attrs.str) != 0) continue;
+    const df_tensor *t = feeds[i].tensor;
+    int same = t->ndim == nd->ndim && t->dtype == nd->dtype;
+    for (int d = 0; same && d < nd->ndim; d++) same = t->shape[d] == nd->shape[d];
+    if (!same) {
+      char se[160], sg[160];
+      df_err_set(err, DF_ESHAPE, "%s '%s': expected %s %s, got %s %s", kind, nd->attrs.str,
+                 df_node_shape_str(nd, se, sizeof se), df_dtype_lname(nd->dtype),
+                 df_shape_str(sg, sizeof sg, t->ndim, t->shape), df_dtype_lname(t->dtype));
+      return NULL;
+    }
+    return t;
+  }
+  df_err_set(err, DF_EINVAL, "%s '%s' (%s:%d) was not given a value", kind, nd->attrs.str, nd->file,
+             nd->line);
+  return NULL;
+}
+
 int df_check_outputs(const df_graph *g, const df_node_id *ids, int n, df_tensor **outputs, df_err *err) {
   for (int i = 0; i < n; i++) {
     const df_tensor *t = outputs[i];

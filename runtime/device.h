@@ -77,6 +77,10 @@ struct df_cache *df_kernel_cache(void);
 ** listing the devices this build has, or why the named one is unusable. */
 const df_device *df_device_get(const char *name, df_err *err);
 
+/* For devices: the feed bound to an input or param node, checked for shape
+** and dtype; NULL with an error naming the node when absent or wrong. */
+const df_tensor *df_find_feed(const df_node *nd, const df_binding *feeds, int n_feeds, df_err *err);
+
 /* For devices: check the tensors given in outputs[] (NULL entries are
 ** skipped) against the output nodes ids[]. */
 int df_check_outputs(const df_graph *g, const df_node_id *ids, int n, df_tensor **outputs, df_err *err);

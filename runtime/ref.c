@@ -93,24 +93,10 @@ static void ref_stats(const df_plan *p, df_plan_stats *st) {
 /* Bind a source node to its feed, converting to float64. */
 static int bind_feed(const df_node *nd, const df_binding *feeds, int n_feeds, double *buf,
                      df_err *err) {
-  const char *kind = nd->op == DF_OP_PARAM ? "parameter" : "input";
-  for (int i = 0; i < n_feeds; i++) {
-    if (!feeds[i].name || strcmp(feeds[i].name, nd->attrs.str) != 0) continue;
-    const df_tensor *t = feeds[i].tensor;
-    int same = t->ndim == nd->ndim && t->dtype == nd->dtype;
-    for (int d = 0; same && d < nd->ndim; d++) same = t->shape[d] == nd->shape[d];
-    if (!same) {
-      char se[160], sg[160];
-      return df_err_set(err, DF_ESHAPE, "%s '%s': expected %s %s, got %s %s", kind,
-                        nd->attrs.str, df_node_shape_str(nd, se, sizeof se),
-                        df_dtype_lname(nd->dtype), df_shape_str(sg, sizeof sg, t->ndim, t->shape),
-                        df_dtype_lname(t->dtype));
-    }
-    df_dtype_convert(DF_F64, buf, t->dtype, t->data, (size_t)df_tensor_numel(t));
-    return 0;
-  }
-  return df_err_set(err, DF_EINVAL, "%s '%s' (%s:%d) was not given a value", kind,
-                    nd->attrs.str, nd->file, nd->line);
+  const df_tensor *t = df_find_feed(nd, feeds, n_feeds, err);
+  if (!t) return err && err->code ? err->code : DF_EINVAL;
+  df_dtype_convert(DF_F64, buf, t->dtype, t->data, (size_t)df_tensor_numel(t));
+  return 0;
 }
 
 static int ref_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor **outputs,
