@@ -24,6 +24,8 @@
 #include "compiler/autodiff.h"
 #include "compiler/graph.h"
 #include "compiler/schedule.h"
+#include "compiler/codegen_cuda.h"
+#include "runtime/nvrtc.h"
 #include "runtime/device.h"
 #include "runtime/json.h"
 #include "runtime/pth.h"
@@ -1147,6 +1149,66 @@ static int l_set_dump_dir(lua_State *L) {
   return 0;
 }
 
+/*
+** core.cuda_check(graph, outputs [, arch [, dump_path]]) -> {kernels =,
+** cubin_bytes =, seconds =, nvrtc =} | nil, msg: fuse the graph as the
+** kernel backends do, print every kernel as CUDA C and compile them all
+** with NVRTC for sm_<arch> (90).  Needs no GPU.
+*/
+static int l_cuda_check(lua_State *L) {
+  lgraph *g = check_graph(L, 1);
+  lua_Integer arch = luaL_optinteger(L, 3, 90);
+  const char *dump = luaL_optstring(L, 4, NULL);
+  lua_settop(L, 4);
+  df_node_id *ids = ids_scratch(L, 2);
+  int n = collect_outputs(L, 2, g, ids, INT32_MAX);
+  df_err e = {0};
+  if (df_nvrtc_available(&e)) return fail(L, &e);
+  df_schedule *s = df_schedule_build(g->g, ids, n, &e);
+  if (!s) return fail(L, &e);
+  kir_kernel **ks = malloc(sizeof *ks * (size_t)(s->nsteps + 1));
+  int nk = 0;
+  for (int i = 0; ks && i < s->nsteps; i++)
+    if (s->steps[i].kind == DF_STEP_KERNEL) ks[nk++] = s->steps[i].kernel;
+  char *src = ks ? df_cuda_source(ks, nk) : NULL;
+  int distinct = 0;
+  for (const char *p = src; p && (p = strstr(p, "__global__")); p++) distinct++;
+  free(ks);
+  if (!src) {
+    df_schedule_free(s);
+    return luaL_error(L, "out of memory");
+  }
+  if (dump) {
+    FILE *f = fopen(dump, "w");
+    if (f) {
+      fputs(src, f);
+      fclose(f);
+    }
+  }
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  void *cubin = NULL;
+  size_t size = 0;
+  int rc = df_nvrtc_compile(src, "dferc_kernels.cu", (int)arch, &cubin, &size, &e);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  free(src);
+  free(cubin);
+  df_schedule_free(s);
+  if (rc) return fail(L, &e);
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, nk);
+  lua_setfield(L, -2, "kernels");
+  lua_pushinteger(L, distinct);
+  lua_setfield(L, -2, "distinct");
+  lua_pushinteger(L, (lua_Integer)size);
+  lua_setfield(L, -2, "cubin_bytes");
+  lua_pushnumber(L, (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9);
+  lua_setfield(L, -2, "seconds");
+  lua_pushstring(L, df_nvrtc_version());
+  lua_setfield(L, -2, "nvrtc");
+  return 1;
+}
+
 /* core.devices() -> {"ref", ...} */
 static int l_devices(lua_State *L) {
   const char *const *names = df_device_names();
@@ -1224,6 +1286,7 @@ int luaopen_dferc_core(lua_State *L) {
       {"json_decode", l_json_decode}, {"compile", l_compile},
       {"devices", l_devices},       {"ops", l_ops},
       {"schedule", l_schedule},     {"set_dump_dir", l_set_dump_dir},
+      {"cuda_check", l_cuda_check},
       {"set_kernel_cache", l_set_kernel_cache},
       {"blas", l_blas},             {"sgemm_gflops", l_sgemm_gflops},
       {"peak_rss_mb", l_peak_rss},  {"exe", l_exe},       {"clock", l_clock},

@@ -202,6 +202,32 @@ its "rng.seed" input: step t feeds a value derived from (seed, t), so a
 run is the same for the same seed, and resuming continues the stream.
 ]]
 function train.compile(a)
+  local g, outputs, keys = train.step_graph(a)
+  local model, opt = a.model, a.optimizer
+  local dt = model.params[1] and model.params[1].tensor.dtype or "f32"
+  local plan, err = df.core.compile(g, outputs, a.device or "ref")
+  if not plan then return nil, err end
+  local step = setmetatable({
+    plan = plan, keys = keys, model = model, opt = opt, dtype = dt, device = a.device or "ref",
+    params = {}, m = {}, v = {}, c = opt.compensated and {} or nil, t = 0, lr = opt.lr,
+    wd = opt.weight_decay, seed = a.seed or 0,
+    uses_rng = model.builder and model.builder.seed_input ~= nil,
+  }, Step)
+  for _, p in ipairs(model.params) do
+    step.m[p.name] = df.host(dt, p.shape)
+    step.v[p.name] = df.host(dt, p.shape)
+    if step.c then step.c[p.name] = df.host(dt, p.shape) end
+  end
+  return step
+end
+
+--[[
+train.step_graph{model, loss, optimizer, outputs} -> graph, outputs, keys:
+the nodes of one training step (forward, loss, backward, AdamW update)
+added to the model's graph, without compiling them (train.compile does;
+so can a code-generation check).
+]]
+function train.step_graph(a)
   local model, loss, opt = a.model, a.loss, a.optimizer
   local g = model.graph
   local ps = {}
@@ -247,20 +273,7 @@ function train.compile(a)
     out("opt.v." .. p.name, df.where(finite, v2, v))
     if c2 then out("opt.c." .. p.name, df.where(finite, c2, c)) end
   end
-  local plan, err = df.core.compile(g, outputs, a.device or "ref")
-  if not plan then return nil, err end
-  local step = setmetatable({
-    plan = plan, keys = keys, model = model, opt = opt, dtype = dt, device = a.device or "ref",
-    params = {}, m = {}, v = {}, c = opt.compensated and {} or nil, t = 0, lr = opt.lr,
-    wd = opt.weight_decay, seed = a.seed or 0,
-    uses_rng = model.builder and model.builder.seed_input ~= nil,
-  }, Step)
-  for _, p in ipairs(model.params) do
-    step.m[p.name] = df.host(dt, p.shape)
-    step.v[p.name] = df.host(dt, p.shape)
-    if step.c then step.c[p.name] = df.host(dt, p.shape) end
-  end
-  return step
+  return g, outputs, keys
 end
 
 -- step:set_params{name = Host}: the parameter values (copied as needed).
