@@ -6,6 +6,7 @@ paper's protocol, and write report.json, the reconstruction pictures and
 the training curves into --out (default demo-out/).
 
   dferc demo [--out DIR] [--quick] [--device cpu|ref] [--seed S]
+             [--clips N] [--pretrain_epochs E] [--finetune_epochs E]
 
 --quick is for tests: a tinier model and budget (its numbers need not be
 good).  Everything runs through the same commands a user runs
@@ -19,7 +20,8 @@ local cli = require "dferc.cli"
 
 local M = {}
 
-M.flags = {out = "demo-out", quick = false, device = "", seed = 0, clips = 0}
+M.flags = {out = "demo-out", quick = false, device = "", seed = 0, clips = 0, pretrain_epochs = 0,
+           finetune_epochs = 0}
 
 -- Geometry and budgets: the full demo fits 20 minutes on 2 cores.
 local FULL = {clips = 420, frames = 32, size = 64, img = 64, region = "2,2,4",
@@ -47,6 +49,8 @@ function M.main(args)
   local o = C.parse(args, M.flags)
   local G = o.quick and QUICK or FULL
   if o.clips > 0 then G.clips = math.tointeger(o.clips) end
+  if o.pretrain_epochs > 0 then G.pretrain_epochs = math.tointeger(o.pretrain_epochs) end
+  if o.finetune_epochs > 0 then G.finetune_epochs = math.tointeger(o.finetune_epochs) end
   local device = o.device ~= "" and o.device or cli.fastest_device()
   local t0 = core.clock()
   C.mkdir(o.out)
