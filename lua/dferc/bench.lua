@@ -125,7 +125,15 @@ function bench.run_one(name, device, quick, repeats)
   return rec
 end
 
--- A minimal JSON writer for records (numbers, strings, booleans, flat tables).
+-- A JSON string literal: quotes, backslashes and control bytes escaped.
+local function jstr(s)
+  return '"' .. s:gsub('[%c"\\]', function(c)
+    if c == '"' then return '\\"' elseif c == "\\" then return "\\\\" end
+    return string.format("\\u%04x", c:byte())
+  end) .. '"'
+end
+
+-- A minimal JSON writer for records (numbers, strings, booleans, tables).
 local function json(v, indent)
   indent = indent or ""
   if type(v) == "table" then
@@ -138,10 +146,10 @@ local function json(v, indent)
     for k in pairs(v) do keys[#keys + 1] = k end
     table.sort(keys)
     local parts = {}
-    for _, k in ipairs(keys) do parts[#parts + 1] = string.format("%q: %s", k, json(v[k], indent)) end
+    for _, k in ipairs(keys) do parts[#parts + 1] = jstr(tostring(k)) .. ": " .. json(v[k], indent) end
     return "{" .. table.concat(parts, ", ") .. "}"
   end
-  if type(v) == "string" then return string.format("%q", v) end
+  if type(v) == "string" then return jstr(v) end
   if type(v) == "number" then
     if v ~= v or v == math.huge or v == -math.huge then return "null" end
     return math.type(v) == "integer" and tostring(v) or string.format("%.6g", v)
