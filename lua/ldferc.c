@@ -633,6 +633,32 @@ static int l_host_tostring(lua_State *L) {
   return 1;
 }
 
+/* core.view(host, byte_offset, dtype, shape) -> Host sharing host's memory */
+static int l_view(lua_State *L) {
+  lhost *h = check_host(L, 1);
+  lua_Integer off = luaL_checkinteger(L, 2);
+  df_dtype dt = check_dtype(L, 3);
+  int64_t shape[DF_MAX_DIMS];
+  int nd = check_ints(L, 4, shape, DF_MAX_DIMS, "shape");
+  luaL_argcheck(L, off >= 0, 2, "negative offset");
+  df_err e = {0};
+  lhost *r = lua_newuserdatauv(L, sizeof *r, 0);
+  r->t = NULL;
+  luaL_setmetatable(L, HOST_MT);
+  r->t = df_tensor_view(h->t, (size_t)off, dt, nd, shape, &e);
+  if (!r->t) return raise_err(L, &e);
+  return 1;
+}
+
+/* h:copy_from(other): copy values (converting the dtype) into h in place */
+static int l_host_copy_from(lua_State *L) {
+  lhost *h = check_host(L, 1), *o = check_host(L, 2);
+  if (df_tensor_numel(h->t) != df_tensor_numel(o->t)) return luaL_error(L, "copy_from: element counts differ");
+  if (h->t->data == o->t->data && h->t->dtype == o->t->dtype) return 0;
+  df_dtype_convert(h->t->dtype, h->t->data, o->t->dtype, o->t->data, (size_t)df_tensor_numel(h->t));
+  return 0;
+}
+
 /* core.stack({Host, ...}) -> Host [n, ...]: same shapes and dtypes. */
 static int l_stack(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -1249,7 +1275,8 @@ int luaopen_dferc_core(lua_State *L) {
 
   static const luaL_Reg host_m[] = {{"get", l_host_get},         {"set", l_host_set},
                                     {"totable", l_host_totable}, {"cast", l_host_cast},
-                                    {"reshape", l_host_reshape}, {NULL, NULL}};
+                                    {"reshape", l_host_reshape}, {"copy_from", l_host_copy_from},
+                                    {NULL, NULL}};
   luaL_newmetatable(L, HOST_MT);
   luaL_newlib(L, host_m);
   lua_setfield(L, -2, "methods");
@@ -1281,6 +1308,7 @@ int luaopen_dferc_core(lua_State *L) {
       {"host", l_host_new},         {"randn", l_randn},
       {"rand", l_rand},             {"compare", l_compare},
       {"init", l_init},             {"stack", l_stack},
+      {"view", l_view},
       {"load", l_load},             {"save", l_save},
       {"load_pth", l_load_pth},
       {"json_decode", l_json_decode}, {"compile", l_compile},

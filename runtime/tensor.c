@@ -66,8 +66,33 @@ df_tensor *df_tensor_ref(df_tensor *t) {
 
 void df_tensor_unref(df_tensor *t) {
   if (!t || --t->refs > 0) return;
-  free(t->data);
+  if (t->base) df_tensor_unref(t->base);
+  else free(t->data);
   free(t);
+}
+
+df_tensor *df_tensor_view(df_tensor *base, size_t offset, df_dtype dt, int ndim, const int64_t *shape,
+                          df_err *err) {
+  int64_t n = (unsigned)dt < DF_DTYPE_COUNT && ndim >= 0 && ndim <= DF_MAX_DIMS ? df_shape_numel(ndim, shape) : -1;
+  size_t es = df_dtype_size(dt);
+  if (n < 0 || offset % (es ? es : 1) != 0 || offset > base->nbytes || (size_t)n * es > base->nbytes - offset) {
+    df_err_set(err, DF_EINVAL, "tensor: a view of %zu bytes at %zu does not fit %zu bytes",
+               n < 0 ? 0 : (size_t)n * es, offset, base->nbytes);
+    return NULL;
+  }
+  df_tensor *t = calloc(1, sizeof *t);
+  if (!t) {
+    df_err_set(err, DF_ENOMEM, "tensor: out of memory");
+    return NULL;
+  }
+  t->dtype = dt;
+  t->ndim = ndim;
+  if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+  t->data = (char *)base->data + offset;
+  t->nbytes = (size_t)n * es;
+  t->refs = 1;
+  t->base = df_tensor_ref(base);
+  return t;
 }
 
 df_tensor *df_tensor_cast(const df_tensor *src, df_dtype dt, df_err *err) {

@@ -23,6 +23,7 @@ typedef struct df_tensor {
   void *data;    /* numel * dtype size bytes, zero-initialised */
   size_t nbytes;
   int refs;
+  struct df_tensor *base; /* a view: data lies inside base, which it keeps alive */
 } df_tensor;
 
 /* A zero-filled tensor; NULL with DF_ENOMEM / DF_EINVAL in err. */
@@ -36,6 +37,12 @@ int64_t df_tensor_numel(const df_tensor *t);
 int64_t df_shape_numel(int ndim, const int64_t *shape);
 /* "[2, 3, 4]" into buf; returns buf. */
 const char *df_shape_str(char *buf, size_t bufsz, int ndim, const int64_t *shape);
+
+/* A view of `base`'s bytes [offset, offset + numel * size): same memory,
+** its own dtype and shape (offset aligned to the dtype's size).  It takes
+** a reference to base; NULL with an error when it does not fit. */
+df_tensor *df_tensor_view(df_tensor *base, size_t offset, df_dtype dt, int ndim, const int64_t *shape,
+                          df_err *err);
 
 /* A new tensor holding `src` converted to `dt`. */
 df_tensor *df_tensor_cast(const df_tensor *src, df_dtype dt, df_err *err);

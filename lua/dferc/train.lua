@@ -213,10 +213,24 @@ function train.compile(a)
     wd = opt.weight_decay, seed = a.seed or 0,
     uses_rng = model.builder and model.builder.seed_input ~= nil,
   }, Step)
+  -- the weights and all optimiser state: one allocation, a view per tensor
+  local sets = {step.params, step.m, step.v, step.c}
+  local esize = ({f64 = 8, f32 = 4, bf16 = 2, f16 = 2})[dt] or 4
+  local total = 0
   for _, p in ipairs(model.params) do
-    step.m[p.name] = df.host(dt, p.shape)
-    step.v[p.name] = df.host(dt, p.shape)
-    if step.c then step.c[p.name] = df.host(dt, p.shape) end
+    local n = 1
+    for _, d in ipairs(p.shape) do n = n * d end
+    total = total + #sets * ((n * esize + 63) // 64 * 64)
+  end
+  step.arena = df.host("u8", {math.max(total, 1)})
+  local off = 0
+  for _, set in ipairs(sets) do
+    for _, p in ipairs(model.params) do
+      local n = 1
+      for _, d in ipairs(p.shape) do n = n * d end
+      set[p.name] = df.core.view(step.arena, off, dt, p.shape)
+      off = off + (n * esize + 63) // 64 * 64
+    end
   end
   return step
 end
@@ -276,15 +290,19 @@ function train.step_graph(a)
   return g, outputs, keys
 end
 
--- step:set_params{name = Host}: the parameter values (copied as needed).
+-- step:set_params{name = Host}: copy the parameter values in (converting
+-- the dtype); the compensation starts at zero.
 function Step:set_params(values)
   for _, p in ipairs(self.model.params) do
     local h = values[p.name]
     if not h then error("set_params: no value for parameter '" .. p.name .. "'", 2) end
-    self.params[p.name] = h.dtype == self.dtype and h:reshape(p.shape) or h:cast(self.dtype)
-    if self.c then self.c[p.name] = df.host(self.dtype, p.shape) end
+    if h.numel ~= self.params[p.name].numel then
+      error(string.format("set_params: '%s' has %d elements, the parameter %d", p.name, h.numel,
+        self.params[p.name].numel), 2)
+    end
+    self.params[p.name]:copy_from(h)
+    if self.c then df.core.init(self.c[p.name], "fill", 0) end
   end
-  self.into = nil
 end
 
 -- step:value(name) -> the parameter's exact value as f64 (with its
@@ -399,19 +417,18 @@ function Step:load(path)
     end
     return h
   end
-  local params, m, v, c = {}, {}, {}, self.c and {} or nil
+  -- check everything first: a bad file changes nothing
+  local found = {}
   for _, p in ipairs(self.model.params) do
-    local e
-    params[p.name], e = need(p.name, p.shape)
-    if not params[p.name] then return nil, e end
-    m[p.name], e = need("opt.m." .. p.name, p.shape)
-    if not m[p.name] then return nil, e end
-    v[p.name], e = need("opt.v." .. p.name, p.shape)
-    if not v[p.name] then return nil, e end
-    if c then
-      -- a checkpoint written without compensation resumes with none
-      c[p.name] = f.tensors["opt.c." .. p.name] and need("opt.c." .. p.name, p.shape)
-        or df.host(self.dtype, p.shape)
+    for _, name in ipairs {p.name, "opt.m." .. p.name, "opt.v." .. p.name} do
+      local h, e = need(name, p.shape)
+      if not h then return nil, e end
+      found[name] = h
+    end
+    if self.c and f.tensors["opt.c." .. p.name] then
+      local h, e = need("opt.c." .. p.name, p.shape)
+      if not h then return nil, e end
+      found["opt.c." .. p.name] = h
     end
   end
   local md = f.metadata or {}
@@ -419,8 +436,17 @@ function Step:load(path)
   if md.format ~= "dferc-checkpoint" or not t then
     return nil, path .. ": not a dferc training checkpoint (no step in its metadata)"
   end
-  self.params, self.m, self.v, self.c, self.t = params, m, v, c, math.tointeger(t) or t
-  self.into = nil
+  for _, p in ipairs(self.model.params) do
+    self.params[p.name]:copy_from(found[p.name])
+    self.m[p.name]:copy_from(found["opt.m." .. p.name])
+    self.v[p.name]:copy_from(found["opt.v." .. p.name])
+    if self.c then
+      -- a checkpoint written without compensation resumes with none
+      local c = found["opt.c." .. p.name]
+      if c then self.c[p.name]:copy_from(c) else df.core.init(self.c[p.name], "fill", 0) end
+    end
+  end
+  self.t = math.tointeger(t) or t
   self.lr, self.wd = tonumber(md.lr) or self.lr, tonumber(md.wd) or self.wd
   self.seed = math.tointeger(tonumber(md.seed)) or self.seed
   local user = {}

@@ -95,6 +95,20 @@ T.test("check_finite_names_the_first_bad_tensor", function()
     tostring(err))
 end)
 
+T.test("host_views_share_memory", function()
+  local base = df.host("u8", {64})
+  local v = df.core.view(base, 16, "f32", {2, 2})
+  v:set(1, 1.5)
+  local again = df.core.view(base, 16, "f32", {4})
+  T.eq(again:get(1), 1.5, "written through one view, read through another")
+  T.raises(function() df.core.view(base, 60, "f32", {2}) end, "does not fit")
+  T.raises(function() df.core.view(base, 2, "f32", {1}) end, "does not fit")
+  v = nil
+  base = nil
+  collectgarbage() -- the views keep the base alive; no use after free
+  T.eq(again:get(1), 1.5, "the base outlives its owner's reference")
+end)
+
 T.test("unknown_device", function()
   local g = df.graph()
   local x = df.input(g, "x", "f32", {1})

@@ -60,6 +60,10 @@ for _, run in ipairs {{"finetune_tiny", "ref"}, {"pretrain_tiny", "ref"},
         T.near(mine.lr_scale, g.lr_scale, 1e-12, "lr scale of " .. name)
       end
     end
+    -- weights and optimiser state live in one allocation
+    local bytes = 0
+    for _, p in ipairs(c.model.params) do bytes = bytes + c.step.params[p.name].nbytes end
+    T.ok(c.step.arena.nbytes >= 4 * bytes, "one arena for weights, m, v and compensation")
     -- four steps
     for i = 1, c.tj.steps do
       c.step:set_lr(c.sched[i], c.tj.weight_decay)
