@@ -165,6 +165,45 @@ function C.mkdir(dir)
   if not os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'") then C.fail("%s: cannot create the folder", dir) end
 end
 
+-- "0.9,0.999" -> {0.9, 0.999}
+function C.betas(s)
+  local a, b = tonumber(s:match("^([^,]+)")), tonumber(s:match(",(.+)$"))
+  if not a or not b then C.fail("--opt_betas wants two numbers, as 0.9,0.999; got '%s'", s) end
+  return {a, b}
+end
+
+--[[
+C.start(step, model, o, init_hook) -> first epoch.  With --resume, the
+step continues from the checkpoint (weights, optimiser state, step count,
+seed) at the epoch after the saved one; otherwise the parameters start
+from the model's own initialisation, passed through init_hook (e.g. to
+load --finetune weights).
+]]
+function C.start(step, model, o, init_hook)
+  if o.resume ~= "" then
+    local meta, err = step:load(o.resume)
+    if not meta then C.fail("%s", err) end
+    local epoch = (tonumber(meta.epoch) or -1) + 1
+    print(string.format("resumed %s at epoch %d, step %d", o.resume, epoch, step.t))
+    return epoch
+  end
+  local cli = require "dferc.cli"
+  local init = {}
+  for i, p in ipairs(model.params) do init[p.name] = cli.init_param(p, o.seed * 100003 + i) end
+  step:set_params(init_hook and init_hook(init) or init)
+  return 0
+end
+
+-- Save checkpoint-EPOCH and checkpoint-latest in the output folder.
+function C.save(step, o, epoch, kind)
+  local path = string.format("%s/checkpoint-%d.safetensors", o.output_dir, epoch)
+  for _, target in ipairs {path, o.output_dir .. "/checkpoint-latest.safetensors"} do
+    local ok, err = step:save(target, {epoch = epoch, kind = kind})
+    if not ok then C.fail("%s", err) end
+  end
+  print("saved " .. path)
+end
+
 function C.fmt_time(s)
   if s ~= s or s == math.huge then return "?" end
   s = math.floor(s + 0.5)

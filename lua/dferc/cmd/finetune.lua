@@ -69,7 +69,7 @@ function M.main(args)
     loss = train.cross_entropy(model.outputs.logits, model.inputs.labels, o.smoothing)
   end
   local scale = o.batch_size / 256
-  local betas = {tonumber(o.opt_betas:match("^([^,]+)")), tonumber(o.opt_betas:match(",(.+)$"))}
+  local betas = C.betas(o.opt_betas)
   local opt = train.adamw {lr = o.lr * scale, betas = betas, weight_decay = o.weight_decay,
                            groups = train.mae_dfer_groups(model, {layer_decay = o.layer_decay}),
                            clip_grad = o.clip_grad > 0 and o.clip_grad or nil}
@@ -78,24 +78,14 @@ function M.main(args)
   local lr_sched = train.cosine_schedule {base = o.lr * scale, final = o.min_lr * scale, epochs = o.epochs,
     steps_per_epoch = steps_per_epoch, warmup_epochs = math.min(o.warmup_epochs, o.epochs)}
 
-  local start_epoch = 0
-  if o.resume ~= "" then
-    local meta, lerr = step:load(o.resume)
-    if not meta then C.fail("%s", lerr) end
-    start_epoch = (tonumber(meta.epoch) or -1) + 1
-    print(string.format("resumed %s at epoch %d, step %d", o.resume, start_epoch, step.t))
-  else
-    local init = {}
-    for i, p in ipairs(model.params) do init[p.name] = cli.init_param(p, o.seed * 100003 + i) end
-    if o.finetune ~= "" then
-      local loaded, lerr = W.load(o.finetune)
-      if not loaded then C.fail("%s", lerr) end
-      local values, report = W.for_finetune(model, loaded, init)
-      init = values
-      print(W.describe(report, o.finetune))
-    end
-    step:set_params(init)
-  end
+  local start_epoch = C.start(step, model, o, function(init)
+    if o.finetune == "" then return init end
+    local loaded, lerr = W.load(o.finetune)
+    if not loaded then C.fail("%s", lerr) end
+    local values, report = W.for_finetune(model, loaded, init)
+    print(W.describe(report, o.finetune))
+    return values
+  end)
   local log = C.log(o.output_dir, "log.jsonl")
   print(string.format("fine-tuning on %s: %d clips, %d classes, %d steps per epoch, %d epochs, batch %d, %d parameters",
     device, #items, K, steps_per_epoch, o.epochs, o.batch_size, model.n_params))
@@ -141,13 +131,7 @@ function M.main(args)
     C.progress_end()
     batches.loader:close()
     local last = epoch + 1 == o.epochs or (o.max_steps > 0 and it >= o.max_steps)
-    if (epoch + 1) % o.save_ckpt_freq == 0 or last then
-      local path = string.format("%s/checkpoint-%d.safetensors", o.output_dir, epoch)
-      local ok, serr = step:save(path, {epoch = epoch, kind = "finetune"})
-      if not ok then C.fail("%s", serr) end
-      step:save(o.output_dir .. "/checkpoint-latest.safetensors", {epoch = epoch, kind = "finetune"})
-      print("saved " .. path)
-    end
+    if (epoch + 1) % o.save_ckpt_freq == 0 or last then C.save(step, o, epoch, "finetune") end
     if o.max_steps > 0 and it >= o.max_steps then break end
   end
   print(string.format("done: %d steps in %.1f s", it, core.clock() - t_start))

@@ -51,7 +51,7 @@ function M.main(args)
 
   -- the original scales the learning rates by the total batch / 256
   local scale = o.batch_size / 256
-  local betas = {tonumber(o.opt_betas:match("^([^,]+)")), tonumber(o.opt_betas:match(",(.+)$"))}
+  local betas = C.betas(o.opt_betas)
   local opt = train.adamw {lr = o.lr * scale, betas = betas, weight_decay = o.weight_decay,
                            groups = train.mae_dfer_groups(model), clip_grad = o.clip_grad > 0 and o.clip_grad or nil}
   local step, err = train.compile {model = model, loss = model.outputs.loss, optimizer = opt, device = device,
@@ -63,17 +63,7 @@ function M.main(args)
   local wd_sched = train.cosine_schedule {base = o.weight_decay, final = wd_end, epochs = o.epochs,
     steps_per_epoch = steps_per_epoch, warmup_epochs = 0}
 
-  local start_epoch = 0
-  if o.resume ~= "" then
-    local meta, lerr = step:load(o.resume)
-    if not meta then C.fail("%s", lerr) end
-    start_epoch = (tonumber(meta.epoch) or -1) + 1
-    print(string.format("resumed %s at epoch %d, step %d", o.resume, start_epoch, step.t))
-  else
-    local init = {}
-    for i, p in ipairs(model.params) do init[p.name] = cli.init_param(p, o.seed * 100003 + i) end
-    step:set_params(init)
-  end
+  local start_epoch = C.start(step, model, o)
   local log = C.log(o.output_dir, "log.jsonl")
   print(string.format("pre-training %s on %s: %d clips, %d steps per epoch, %d epochs, batch %d, %s mask %.2f, %d parameters",
     o.model ~= "" and o.model or "MAE-DFER", device, #items, steps_per_epoch, o.epochs, o.batch_size, o.mask_type,
@@ -118,11 +108,7 @@ function M.main(args)
     batches.loader:close()
     if st.skipped > 0 then print(string.format("epoch %d: %d clips skipped (see the warnings)", epoch + 1, st.skipped)) end
     if (epoch + 1) % o.save_ckpt_freq == 0 or epoch + 1 == o.epochs or (o.max_steps > 0 and it >= o.max_steps) then
-      local path = string.format("%s/checkpoint-%d.safetensors", o.output_dir, epoch)
-      local ok, serr = step:save(path, {epoch = epoch, kind = "pretrain"})
-      if not ok then C.fail("%s", serr) end
-      step:save(o.output_dir .. "/checkpoint-latest.safetensors", {epoch = epoch, kind = "pretrain"})
-      print("saved " .. path)
+      C.save(step, o, epoch, "pretrain")
     end
     if o.max_steps > 0 and it >= o.max_steps then break end
   end
