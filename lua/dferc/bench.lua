@@ -101,6 +101,8 @@ function bench.run_one(name, device, quick, repeats)
       return rec
     end
     step:set_params(init)
+    init = nil
+    collectgarbage() -- the initial values now live in the step's arena
     run = function() step:run(feeds) end
     rec.graph_gflop = graph_flops(model.graph) / 1e9
   else

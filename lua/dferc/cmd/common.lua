@@ -191,6 +191,10 @@ function C.start(step, model, o, init_hook)
   local init = {}
   for i, p in ipairs(model.params) do init[p.name] = cli.init_param(p, o.seed * 100003 + i) end
   step:set_params(init_hook and init_hook(init) or init)
+  -- the initial values were copied into the step's arena: free them now
+  -- (Lua's collector does not see the size of host tensors)
+  init = nil
+  collectgarbage()
   return 0
 end
 
