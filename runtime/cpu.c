@@ -293,17 +293,17 @@ static int cpu_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor *
   int bad = df_check_outputs(g, out_ids, s->n_out, outputs, err);
   free(out_ids);
   if (bad) return bad;
-  df_tensor **given = calloc((size_t)s->n_out + 1, sizeof *given);
-  if (!given) return df_err_set(err, DF_ENOMEM, "cpu: out of memory");
-  for (int i = 0; i < s->n_out; i++) given[i] = outputs[i];
   if (!p->arena && s->arena_bytes) {
     p->arena = aligned_alloc(64, (s->arena_bytes + 63) & ~(size_t)63);
     if (!p->arena) return df_err_set(err, DF_ENOMEM, "cpu: cannot allocate the %zu-byte arena", s->arena_bytes);
   }
+  df_tensor **given = calloc((size_t)s->n_out + 1, sizeof *given);
+  if (!given) return df_err_set(err, DF_ENOMEM, "cpu: out of memory");
+  for (int i = 0; i < s->n_out; i++) given[i] = outputs[i];
   void **ptr = calloc((size_t)s->nslots + 1, sizeof *ptr);
   void **bufs = calloc((size_t)s->nslots + 1, sizeof *bufs);
   if (!ptr || !bufs) {
-    free(ptr), free(bufs);
+    free(ptr), free(bufs), free(given);
     return df_err_set(err, DF_ENOMEM, "cpu: out of memory");
   }
   int rc = 0;
