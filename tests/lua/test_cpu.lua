@@ -1,6 +1,6 @@
 -- The cpu device against ref: every op forward and backward on random
 -- inputs and awkward shapes (size 1, primes, non-multiples of the vector
--- width); each fusion rule; the public fixtures and the training steps.
+-- width); each fusion rule; every model variant.
 local T = dofile((arg[0]:match("(.*/)") or "./") .. "testlib.lua")
 local C = dofile((arg[0]:match("(.*/)") or "./") .. "opcases.lua")
 local df = require "dferc"
@@ -137,17 +137,6 @@ end)
 T.test("model_variants_cpu_vs_ref", function()
   local S = require "mae_dfer"
   local cli = require "dferc.cli"
-  local function tiny(kind, extra)
-    local c = {kind = kind, img = 64, frames = 8, region = {2, 2, 4}, B = 2}
-    if kind == "pretrain" then
-      c.enc_dim, c.enc_heads, c.enc_depth, c.dec_dim, c.dec_heads, c.dec_depth = 32, 2, 1, 24, 2, 1
-      c.win, c.mask_ratio = {2, 4}, 0.75
-    else
-      c.dim, c.heads, c.depth, c.classes = 32, 2, 1, 5
-    end
-    for k, v in pairs(extra) do c[k] = v end
-    return c
-  end
   local variants = {
     {"finetune", {token = "org"}}, {"finetune", {token = "all", first = "cross", third = "self"}},
     {"finetune", {no_second = true, share_first_third = true}}, {"finetune", {share_all = true}},
@@ -155,20 +144,8 @@ T.test("model_variants_cpu_vs_ref", function()
     {"pretrain", {attn = "joint", mask = "tube"}}, {"pretrain", {decoder_pos = "corrected"}},
   }
   for i, v in ipairs(variants) do
-    local m = S.build(tiny(v[1], v[2]))
-    local feeds = {}
-    for k, p in ipairs(m.params) do feeds[p.name] = cli.init_param(p, k) end
-    feeds.videos = df.randn("f32", m.inputs.videos.shape, i)
-    if m.inputs.mask then
-      local vals = {}
-      for b = 1, 2 do
-        for _ = 1, 4 do
-          for pos = 0, 15 do vals[#vals + 1] = not (pos % 8 == b or pos % 8 == 5) end
-        end
-      end
-      feeds.mask = df.host("bool", {2, 64}, vals)
-    end
-    if m.inputs.labels then feeds.labels = df.host("i64", {2}, {1, 4}) end
+    local m = S.build(T.tiny_config(v[1], v[2]))
+    local feeds = T.tiny_feeds(m, i)
     local ps = {}
     for k, p in ipairs(m.params) do ps[k] = p.tensor end
     local outs = {m.outputs.loss}
@@ -184,34 +161,6 @@ T.test("model_variants_cpu_vs_ref", function()
   end
 end)
 
--- ------------------------------------------------------------ fixtures
-
-local cli = require "dferc.cli"
-local outputs = {finetune_tiny = {"features", "logits", "loss"},
-                 pretrain_tiny = {"encoder_out", "decoder_out", "targets", "loss"}}
-for _, case in ipairs {"finetune_tiny", "pretrain_tiny"} do
-  T.test("parity_" .. case .. "_cpu", function()
-    local dir = T.fixtures() or T.skip("no fixtures (set DFERC_FIXTURES)")
-    local out = os.tmpname()
-    local base = dir .. "/" .. case
-    local ok, rc = pcall(cli.run_io, {"run-io", "--config", base .. ".config.json",
-      "--weights", base .. ".weights.safetensors", "--inputs", base .. ".io.safetensors",
-      "--out", out, "--device", "cpu", "--grads"})
-    if not ok then os.remove(out) error(rc) end
-    local got = assert(df.load(out))
-    os.remove(out)
-    local want = assert(df.load(base .. ".io.safetensors"))
-    for _, name in ipairs(outputs[case]) do
-      local rel = df.compare(got.tensors[name], want.tensors[name])
-      T.ok(rel <= 1e-5, string.format("%s: relative error %.3g > 1e-5", name, rel))
-    end
-    for _, name in ipairs(want.names) do
-      if name:sub(1, 5) == "grad." then
-        local rel = df.compare(got.tensors[name], want.tensors[name])
-        T.ok(rel <= 1e-4, string.format("%s: relative error %.3g > 1e-4", name, rel))
-      end
-    end
-  end)
-end
+-- (the fixtures on cpu: tests/lua/test_parity.lua and test_train.lua)
 
 os.exit(T.done(), true)

@@ -35,17 +35,7 @@ for _, case in ipairs {"finetune_tiny", "pretrain_tiny"} do
   end)
 end
 
-local function tiny(kind, extra)
-  local c = {kind = kind, img = 64, frames = 8, region = {2, 2, 4}, B = 2}
-  if kind == "pretrain" then
-    c.enc_dim, c.enc_heads, c.enc_depth, c.dec_dim, c.dec_heads, c.dec_depth = 32, 2, 1, 24, 2, 1
-    c.win, c.mask_ratio = {2, 4}, 0.75
-  else
-    c.dim, c.heads, c.depth, c.classes = 32, 2, 1, 5
-  end
-  for k, v in pairs(extra or {}) do c[k] = v end
-  return c
-end
+local tiny = T.tiny_config
 
 T.test("lgi_variants_parameters", function()
   local function has(model, name) return names_of(model)[name] ~= nil end
@@ -81,20 +71,7 @@ T.test("every_variant_builds_and_runs", function()
   local cli = require "dferc.cli"
   for i, v in ipairs(variants) do
     local m = S.build(tiny(v[1], v[2]))
-    local feeds = {}
-    for k, p in ipairs(m.params) do feeds[p.name] = cli.init_param(p, k) end
-    feeds.videos = df.randn("f32", m.inputs.videos.shape, i)
-    if m.inputs.mask then
-      -- part-window pattern: each 2x4 window of each frame keeps 2 tokens
-      local vals = {}
-      for b = 1, 2 do
-        for t = 1, 4 do
-          for pos = 0, 15 do vals[#vals + 1] = not (pos % 8 == b or pos % 8 == 5) end
-        end
-      end
-      feeds.mask = df.host("bool", {2, 64}, vals)
-    end
-    if m.inputs.labels then feeds.labels = df.host("i64", {2}, {1, 4}) end
+    local feeds = T.tiny_feeds(m, i)
     local c = assert(df.compile {outputs = m.outputs})
     local r, err = c:run(feeds)
     T.ok(r, "variant " .. i .. ": " .. tostring(err))

@@ -1,5 +1,5 @@
 -- Parity with the original PyTorch implementation: `dferc run-io --grads`
--- on the public fixtures reproduces every stored output on ref within 1e-5
+-- on the public fixtures reproduces every stored output on ref and cpu within 1e-5
 -- and every parameter's gradient within 1e-4 (relative error
 -- ||out - ref|| / ||ref||).
 local T = dofile((arg[0]:match("(.*/)") or "./") .. "testlib.lua")
@@ -11,14 +11,20 @@ local outputs = {
   pretrain_tiny = {"encoder_out", "decoder_out", "targets", "loss"},
 }
 
-for _, case in ipairs {"finetune_tiny", "pretrain_tiny"} do
-  T.test("parity_" .. case .. "_ref", function()
+local runs = {}
+for _, device in ipairs {"ref", "cpu"} do
+  for _, case in ipairs {"finetune_tiny", "pretrain_tiny"} do runs[#runs + 1] = {case, device} end
+end
+for _, run in ipairs(runs) do
+  local case, device = run[1], run[2]
+  T.test("parity_" .. case .. "_" .. device, function()
     local dir = T.fixtures() or T.skip("no fixtures (set DFERC_FIXTURES)")
+    if device == "cpu" and not T.has_cpu() then T.skip("no cpu device in this build") end
     local out = os.tmpname()
     local base = dir .. "/" .. case
     local ok, rc = pcall(cli.run_io, {"run-io", "--config", base .. ".config.json",
       "--weights", base .. ".weights.safetensors", "--inputs", base .. ".io.safetensors",
-      "--out", out, "--device", "ref", "--grads"})
+      "--out", out, "--device", device, "--grads"})
     if not ok then os.remove(out) error(rc) end
     local got = assert(df.load(out))
     os.remove(out)

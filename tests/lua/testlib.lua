@@ -76,6 +76,42 @@ function T.has_cpu()
   return df.core.compile(df.graph(), {}, "cpu") ~= nil
 end
 
+-- A tiny MAE-DFER config (8 frames of 64x64, regions (2, 2, 4), batch 2)
+-- of a kind, with `extra` keys on top.
+function T.tiny_config(kind, extra)
+  local c = {kind = kind, img = 64, frames = 8, region = {2, 2, 4}, B = 2}
+  if kind == "pretrain" then
+    c.enc_dim, c.enc_heads, c.enc_depth, c.dec_dim, c.dec_heads, c.dec_depth = 32, 2, 1, 24, 2, 1
+    c.win, c.mask_ratio = {2, 4}, 0.75
+  else
+    c.dim, c.heads, c.depth, c.classes = 32, 2, 1, 5
+  end
+  for k, v in pairs(extra or {}) do c[k] = v end
+  return c
+end
+
+-- Feeds for a model built from T.tiny_config: its own initialisation, a
+-- random clip, a part-window mask (each 2x4 window of each frame keeps 2
+-- tokens) and labels, as the model needs them.
+function T.tiny_feeds(m, seed)
+  local df = require "dferc"
+  local cli = require "dferc.cli"
+  local feeds = {}
+  for k, p in ipairs(m.params) do feeds[p.name] = cli.init_param(p, k) end
+  feeds.videos = df.randn("f32", m.inputs.videos.shape, seed)
+  if m.inputs.mask then
+    local vals = {}
+    for b = 1, 2 do
+      for _ = 1, 4 do
+        for pos = 0, 15 do vals[#vals + 1] = not (pos % 8 == b or pos % 8 == 5) end
+      end
+    end
+    feeds.mask = df.host("bool", {2, 64}, vals)
+  end
+  if m.inputs.labels then feeds.labels = df.host("i64", {2}, {1, 4}) end
+  return feeds
+end
+
 function T.done()
   return T.failed > 0 and 1 or 0
 end
