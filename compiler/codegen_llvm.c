@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include "compiler/codegen_llvm.h"
+#include "compiler/llvm_math.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Core.h>
+#include <llvm-c/DebugInfo.h>
 #include <llvm-c/LLJIT.h>
 #include <llvm-c/Orc.h>
 #include <llvm-c/Target.h>
@@ -177,12 +179,15 @@ static LLVMValueRef ex_uncached(emit *E, kir_e i) {
     int fl = df_dtype_is_float(e->dtype);
     switch (e->op) {
     case DF_OP_NEG: return fl ? LLVMBuildFNeg(b, a, "") : LLVMBuildNeg(b, a, "");
-    case DF_OP_EXP: return intrinsic(E, "llvm.exp", t, &a, 1);
+    case DF_OP_EXP: return df_llvm_exp(E->mod, b, a);
     case DF_OP_LOG: return intrinsic(E, "llvm.log", t, &a, 1);
     case DF_OP_SQRT: return intrinsic(E, "llvm.sqrt", t, &a, 1);
     case DF_OP_RSQRT: return LLVMBuildFDiv(b, LLVMConstReal(t, 1.0), intrinsic(E, "llvm.sqrt", t, &a, 1), "");
     case DF_OP_TANH: return libm1(E, "tanh", t, a);
-    case DF_OP_ERF: return libm1(E, "erf", t, a);
+    case DF_OP_ERF: {
+      LLVMValueRef r = df_llvm_erf(E->mod, b, a);
+      return r ? r : libm1(E, "erf", t, a);
+    }
     case DF_OP_ABS:
       if (fl) return intrinsic(E, "llvm.fabs", t, &a, 1);
       return LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, a, LLVMConstNull(t), ""), LLVMBuildNeg(b, a, ""), a, "");
@@ -256,8 +261,33 @@ static LLVMValueRef ex(emit *E, kir_e i) {
 
 typedef struct loop_t {
   LLVMBasicBlockRef header, exit;
-  int var;
+  int var, flags, first; /* first: the index of its KS_FOR */
 } loop_t;
+
+/* Whether statements [a, b) are an innermost loop body whose reductions are
+** all sums (a max reduction does not vectorise without no-NaNs math, and
+** forcing it would only make LLVM print a remark). */
+static int sums_only(const kir_kernel *k, int a, int b) {
+  for (int i = a; i < b; i++) {
+    const kir_stmt *s = &k->stmts[i];
+    if (s->kind == KS_FOR || (s->kind == KS_ACC && s->op != DF_OP_ADD)) return 0;
+  }
+  return 1;
+}
+
+/* Mark a loop's back edge with llvm.loop.vectorize.enable: the vectoriser
+** may then reorder a floating-point reduction (sum into several partial
+** sums), which it never does on its own without fast-math flags (that the
+** C API of LLVM 14 cannot set). */
+static void force_vectorize(LLVMContextRef ctx, LLVMValueRef br) {
+  LLVMMetadataRef tmp = LLVMTemporaryMDNode(ctx, NULL, 0);
+  LLVMMetadataRef kv[2] = {LLVMMDStringInContext2(ctx, "llvm.loop.vectorize.enable", 26),
+                           LLVMValueAsMetadata(LLVMConstInt(LLVMInt1TypeInContext(ctx), 1, 0))};
+  LLVMMetadataRef ops[2] = {tmp, LLVMMDNodeInContext2(ctx, kv, 2)};
+  LLVMMetadataRef id = LLVMMDNodeInContext2(ctx, ops, 2);
+  LLVMMetadataReplaceAllUsesWith(tmp, id); /* the loop id refers to itself */
+  LLVMSetMetadata(br, LLVMGetMDKindIDInContext(ctx, "llvm.loop", 9), LLVMMetadataAsValue(ctx, id));
+}
 
 /* Emit one kernel as NAME_body(noalias typed pointers..., start, end) and
 ** the entry NAME(void **bufs, start, end). */
@@ -315,6 +345,8 @@ static int emit_kernel(LLVMContextRef ctx, LLVMModuleRef mod, const kir_kernel *
       LLVMBuildStore(E.b, par ? E.start : LLVMConstInt(i64, 0, 0), E.vars[s->var]);
       loop_t *L = &loops[depth++];
       L->var = s->var;
+      L->flags = s->flags;
+      L->first = si;
       L->header = LLVMAppendBasicBlockInContext(ctx, body, "loop");
       LLVMBasicBlockRef bb = LLVMAppendBasicBlockInContext(ctx, body, "body");
       L->exit = LLVMAppendBasicBlockInContext(ctx, body, "exit");
@@ -330,7 +362,8 @@ static int emit_kernel(LLVMContextRef ctx, LLVMModuleRef mod, const kir_kernel *
       loop_t *L = &loops[--depth];
       LLVMValueRef iv = LLVMBuildLoad2(E.b, i64, E.vars[L->var], "");
       LLVMBuildStore(E.b, LLVMBuildAdd(E.b, iv, LLVMConstInt(i64, 1, 0), ""), E.vars[L->var]);
-      LLVMBuildBr(E.b, L->header);
+      LLVMValueRef br = LLVMBuildBr(E.b, L->header);
+      if (L->flags & KF_REDUCE && sums_only(k, L->first + 1, si)) force_vectorize(ctx, br);
       LLVMPositionBuilderAtEnd(E.b, L->exit);
       break;
     }
@@ -401,9 +434,9 @@ static int write_file(const char *dir, const char *name, const char *ext, const 
   return fclose(f);
 }
 
-/* Bumped whenever this file changes what it emits: part of the cache key,
+/* Bumped whenever this file or llvm_math.c changes what it emits: part of the cache key,
 ** so objects from an older code generator are never served. */
-#define DF_CODEGEN_VERSION "llvm-cg-1"
+#define DF_CODEGEN_VERSION "llvm-cg-3"
 
 static void symbol_of(const kir_kernel *k, char *out, size_t n) {
   snprintf(out, n, "dferc_%016llx", (unsigned long long)kir_hash(k));

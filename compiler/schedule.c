@@ -433,26 +433,33 @@ static void emit_row(gen_ctx *c, const df_node *nd, int out) {
     kir_store(k, out, ravel(k, nd->ndim, nd->shape, full), kir_cast(k, nd->dtype, y));
     kir_end(k);
   } else {
-    int mx = kir_decl(k, at, kir_const_f(k, at, -INFINITY));
+    /* the maximum and exp in the input's precision (float32 for narrower
+    ** types: exp there is vectorised and within an ulp), the sum in
+    ** float64 */
+    df_dtype ct = df_graph_node(c->g, xin)->dtype == DF_F64 ? DF_F64 : DF_F32;
+    int mx = kir_decl(k, ct, kir_const_f(k, ct, -INFINITY));
     l = kir_for(k, L, KF_REDUCE);
     ROWIDX(l);
     c->ncache = 0;
-    kir_acc(k, mx, DF_OP_MAX, kir_cast(k, at, gen(c, xin, full)));
+    kir_acc(k, mx, DF_OP_MAX, kir_cast(k, ct, gen(c, xin, full)));
     kir_end(k);
     int sum = kir_decl(k, at, kir_const_f(k, at, 0.0));
     l = kir_for(k, L, KF_REDUCE);
     ROWIDX(l);
     c->ncache = 0;
     kir_acc(k, sum, DF_OP_ADD,
-            kir_un(k, DF_OP_EXP, kir_bin(k, DF_OP_SUB, kir_cast(k, at, gen(c, xin, full)), kir_tmp(k, mx, at))));
+            kir_cast(k, at, kir_un(k, DF_OP_EXP, kir_bin(k, DF_OP_SUB, kir_cast(k, ct, gen(c, xin, full)),
+                                                        kir_tmp(k, mx, ct)))));
     kir_end(k);
+    int fin = nd->op == DF_OP_SOFTMAX
+                  ? kir_decl(k, ct, kir_cast(k, ct, kir_bin(k, DF_OP_DIV, kir_const_f(k, at, 1.0), kir_tmp(k, sum, at))))
+                  : kir_decl(k, ct, kir_cast(k, ct, kir_un(k, DF_OP_LOG, kir_tmp(k, sum, at))));
     l = kir_for(k, L, KF_VECTOR);
     ROWIDX(l);
     c->ncache = 0;
-    kir_e z = kir_bin(k, DF_OP_SUB, kir_cast(k, at, gen(c, xin, full)), kir_tmp(k, mx, at));
-    kir_e y = nd->op == DF_OP_SOFTMAX
-                  ? kir_bin(k, DF_OP_DIV, kir_un(k, DF_OP_EXP, z), kir_tmp(k, sum, at))
-                  : kir_bin(k, DF_OP_SUB, z, kir_un(k, DF_OP_LOG, kir_tmp(k, sum, at)));
+    kir_e z = kir_bin(k, DF_OP_SUB, kir_cast(k, ct, gen(c, xin, full)), kir_tmp(k, mx, ct));
+    kir_e y = nd->op == DF_OP_SOFTMAX ? kir_bin(k, DF_OP_MUL, kir_un(k, DF_OP_EXP, z), kir_tmp(k, fin, ct))
+                                      : kir_bin(k, DF_OP_SUB, z, kir_tmp(k, fin, ct));
     kir_store(k, out, ravel(k, nd->ndim, nd->shape, full), kir_cast(k, nd->dtype, y));
     kir_end(k);
   }

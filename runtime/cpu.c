@@ -282,6 +282,33 @@ static void report_profile(const df_schedule *s, const double *t) {
             df_node_shape_str(nd, sb, sizeof sb), nd->file, nd->line);
   }
   free(shown);
+  /* the same time by family: a kernel's name without its node suffix */
+  typedef struct { char name[96]; double t; int n; } fam;
+  fam *f = calloc((size_t)s->nsteps + 1, sizeof *f);
+  int nf = 0;
+  for (int i = 0; f && i < s->nsteps; i++) {
+    const df_step *st = &s->steps[i];
+    char nm[96];
+    snprintf(nm, sizeof nm, "%s",
+             st->kind == DF_STEP_KERNEL ? st->kernel->name : df_op_name(df_graph_node(s->g, st->node)->op));
+    char *u = strrchr(nm, '_');
+    if (u && u[1] == 'n' && u[2] >= '0' && u[2] <= '9') *u = 0;
+    int j = 0;
+    while (j < nf && strcmp(f[j].name, nm)) j++;
+    if (j == nf) snprintf(f[nf++].name, sizeof f->name, "%s", nm);
+    f[j].t += t[i];
+    f[j].n++;
+  }
+  for (int r = 0; f && r < 16 && r < nf; r++) {
+    int best = r;
+    for (int j = r + 1; j < nf; j++)
+      if (f[j].t > f[best].t) best = j;
+    fam tmp = f[r];
+    f[r] = f[best];
+    f[best] = tmp;
+    fprintf(stderr, "  family %7.4f s  %4d x  %s\n", f[r].t, f[r].n, f[r].name);
+  }
+  free(f);
 }
 
 static int cpu_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor **outputs, df_err *err) {
