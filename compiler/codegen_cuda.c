@@ -5,6 +5,8 @@
 */
 #include "compiler/codegen_cuda.h"
 
+#include "runtime/tensor.h" /* df_shape_numel, as schedule.c */
+
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,5 +220,237 @@ char *df_cuda_source(kir_kernel *const *ks, int n) {
   if (!f) return NULL;
   df_cuda_print(ks, n, f);
   fclose(f);
+  return buf;
+}
+
+/* ------------------------------------------------------------ library steps */
+
+/* What the library kernels share: the first-failure record and the
+** counter-based generator of compiler/crng.h, printed as CUDA C. */
+static const char lib_prelude[] =
+    "// library steps\n"
+    "__device__ void dferc_fail(long long *st, long long code, long long step, long long a, long long b,\n"
+    "                           long long c, long long d) {\n"
+    "  if (atomicCAS((unsigned long long *)st, 0ULL, (unsigned long long)code) == 0ULL) {\n"
+    "    st[1] = step; st[2] = a; st[3] = b; st[4] = c; st[5] = d;\n"
+    "  }\n"
+    "}\n"
+    "__device__ unsigned long long dferc_mix(unsigned long long z) {\n"
+    "  z += 0x9e3779b97f4a7c15ULL;\n"
+    "  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;\n"
+    "  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;\n"
+    "  return z ^ (z >> 31);\n"
+    "}\n\n";
+
+static int lib_dtype_ok(df_dtype t) { return t == DF_F32 || t == DF_F64; }
+
+void df_cuda_lib_symbol(const df_schedule *s, int step, char *buf, size_t n) {
+  const df_node *nd = df_graph_node(s->g, s->steps[step].node);
+  snprintf(buf, n, "dferc_step%d_%s", step, df_op_name(nd->op));
+}
+
+/* The product of the leading `nd` dims. */
+static int64_t lead(const int64_t *shape, int nd) {
+  int64_t p = 1;
+  for (int i = 0; i < nd; i++) p *= shape[i];
+  return p;
+}
+
+int64_t df_cuda_lib_threads(const df_schedule *s, int step) {
+  const df_node *nd = df_graph_node(s->g, s->steps[step].node);
+  switch (nd->op) {
+  case DF_OP_MASK_INDEX: return nd->shape[0];
+  case DF_OP_SCATTER_ADD: {
+    int ax = (int)nd->attrs.ia[0]; /* one thread per output column (q', s) */
+    int64_t S = 1;
+    for (int i = ax + 1; i < nd->ndim; i++) S *= nd->shape[i];
+    return lead(nd->shape, ax) * S;
+  }
+  default: return df_shape_numel(nd->ndim, nd->shape);
+  }
+}
+
+static int lib_unsupported(const df_node *nd, df_dtype t, df_err *err) {
+  return df_err_set(err, DF_EUNSUPPORTED, "%s:%d: %s: cuda has no kernel for dtype %s", nd->file, nd->line,
+                    df_op_name(nd->op), df_dtype_lname(t));
+}
+
+int df_cuda_print_lib(const df_schedule *s, int step, FILE *f, df_err *err) {
+  const df_step *st = &s->steps[step];
+  const df_node *nd = df_graph_node(s->g, st->node);
+  const df_node *in0 = df_graph_node(s->g, nd->inputs[0]);
+  char sym[96];
+  df_cuda_lib_symbol(s, step, sym, sizeof sym);
+  fprintf(f, "// %s:%d %s\n", nd->file, nd->line, df_op_name(nd->op));
+  switch (nd->op) {
+  case DF_OP_RAND: {
+    /* y[i] = u01(seed, salt, i); the seed read as the reference reads it
+    ** (through a double) */
+    if (!lib_dtype_ok(nd->dtype)) return lib_unsupported(nd, nd->dtype, err);
+    const char *T = ctype(nd->dtype);
+    fprintf(f,
+            "extern \"C\" __global__ void %s(const %s *__restrict__ seed, %s *__restrict__ y, long long *status) {\n"
+            "  const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n"
+            "  if (i >= %" PRId64 "LL) return;\n"
+            "  const unsigned long long k = (unsigned long long)(long long)(double)seed[0];\n"
+            "  const unsigned long long z = dferc_mix(k ^ dferc_mix((%" PRIu64 "ULL << 40) ^ (unsigned long long)i));\n"
+            "  y[i] = (%s)((double)(z >> 40) * (1.0 / 16777216.0));\n"
+            "}\n\n",
+            sym, ctype(in0->dtype), T, df_shape_numel(nd->ndim, nd->shape), (uint64_t)nd->attrs.ia[0], T);
+    return 0;
+  }
+  case DF_OP_MASK_INDEX: {
+    /* one thread per row: the positions of the selected value, in order */
+    const int64_t *ia = nd->attrs.ia;
+    int64_t B = in0->shape[0], N = in0->shape[1], M = ia[1];
+    fprintf(f,
+            "extern \"C\" __global__ void %s(const unsigned char *__restrict__ m, long long *__restrict__ y, long long *status) {\n"
+            "  const long long b = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n"
+            "  if (b >= %" PRId64 "LL) return;\n"
+            "  const unsigned char *r = m + b * %" PRId64 "LL;\n"
+            "  long long c = 0;\n"
+            "  for (long long i = 0; i < %" PRId64 "LL; i++)\n"
+            "    if ((r[i] != 0) == %d) {\n"
+            "      if (c < %" PRId64 "LL) y[b * %" PRId64 "LL + c] = i;\n"
+            "      c++;\n"
+            "    }\n"
+            "  if (c != %" PRId64 "LL) {\n"
+            "    for (long long j = c; j < %" PRId64 "LL; j++) y[b * %" PRId64 "LL + j] = 0;\n"
+            "    dferc_fail(status, %d, %d, b, c, 0, 0);\n"
+            "    return;\n"
+            "  }\n",
+            sym, B, N, N, ia[0] != 0, M, M, M, M, M, DF_CUDA_ST_MASK_COUNT, step);
+    if (ia[2] > 0) {
+      int64_t t = ia[2], h = ia[3], w = ia[4], rh = ia[5], rw = ia[6];
+      int64_t k = M / (t * (h / rh) * (w / rw));
+      fprintf(f,
+              "  for (long long fr = 0; fr < %" PRId64 "LL; fr++)\n"
+              "    for (long long wy = 0; wy < %" PRId64 "LL; wy++)\n"
+              "      for (long long wx = 0; wx < %" PRId64 "LL; wx++) {\n"
+              "        long long cnt = 0;\n"
+              "        for (long long yy = wy * %" PRId64 "LL; yy < (wy + 1) * %" PRId64 "LL; yy++)\n"
+              "          for (long long xx = wx * %" PRId64 "LL; xx < (wx + 1) * %" PRId64 "LL; xx++)\n"
+              "            cnt += (r[(fr * %" PRId64 "LL + yy) * %" PRId64 "LL + xx] != 0) == %d;\n"
+              "        if (cnt != %" PRId64 "LL) {\n"
+              "          dferc_fail(status, %d, %d, b, fr, wy, wx * 4294967296LL + cnt);\n"
+              "          return;\n"
+              "        }\n"
+              "      }\n",
+              t, h / rh, w / rw, rh, rh, rw, rw, h, w, ia[0] != 0, k, DF_CUDA_ST_MASK_REGION, step);
+    }
+    fputs("}\n\n", f);
+    return 0;
+  }
+  case DF_OP_SCATTER_ADD: {
+    /* out[q', idx[q, m], s] += src[q, m, s]: one thread per output column
+    ** (q', s) zeroes it and adds its contributions in the reference's
+    ** order (q, then m); no atomics, so runs repeat bit for bit */
+    const df_node *src = df_graph_node(s->g, nd->inputs[1]);
+    if (!lib_dtype_ok(nd->dtype)) return lib_unsupported(nd, nd->dtype, err);
+    if (in0->dtype != DF_I64 && in0->dtype != DF_I32) return lib_unsupported(nd, in0->dtype, err);
+    int ax = (int)nd->attrs.ia[0];
+    int64_t S = 1, No = nd->shape[ax], M = src->shape[ax];
+    for (int i = ax + 1; i < nd->ndim; i++) S *= nd->shape[i];
+    int64_t Q = lead(src->shape, ax), Qo = lead(nd->shape, ax);
+    const char *T = ctype(nd->dtype);
+    fprintf(f,
+            "extern \"C\" __global__ void %s(const %s *__restrict__ idx, const %s *__restrict__ src, %s *__restrict__ y,\n"
+            "    long long *status) {\n"
+            "  const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n"
+            "  if (t >= %" PRId64 "LL) return;\n"
+            "  const long long qo = t / %" PRId64 "LL, s = t %% %" PRId64 "LL;\n"
+            "  %s *col = y + qo * %" PRId64 "LL + s;\n"
+            "  for (long long p = 0; p < %" PRId64 "LL; p++) col[p * %" PRId64 "LL] = (%s)0;\n"
+            "  for (long long q = 0; q < %" PRId64 "LL; q++) {\n"
+            "    long long rest = q, o = 0;\n",
+            sym, ctype(in0->dtype), T, T, Qo * S, S, S, T, No * S, No, S, T, Q);
+    /* q's output row: its index with the result's size-1 dims pinned */
+    int64_t stride = 1;
+    int64_t os[DF_MAX_DIMS];
+    for (int d = ax - 1; d >= 0; d--) {
+      os[d] = nd->shape[d] == 1 ? 0 : stride;
+      stride *= nd->shape[d];
+    }
+    for (int d = ax - 1; d >= 0; d--)
+      fprintf(f, "    o += (rest %% %" PRId64 "LL) * %" PRId64 "LL; rest /= %" PRId64 "LL;\n", src->shape[d], os[d],
+              src->shape[d]);
+    fprintf(f,
+            "    if (o != qo) continue;\n"
+            "    for (long long m = 0; m < %" PRId64 "LL; m++) {\n"
+            "      const long long p = (long long)idx[q * %" PRId64 "LL + m];\n"
+            "      if (p < 0 || p >= %" PRId64 "LL) {\n"
+            "        dferc_fail(status, %d, %d, p, %" PRId64 "LL, 0, 0);\n"
+            "        continue;\n"
+            "      }\n"
+            "      col[p * %" PRId64 "LL] += src[(q * %" PRId64 "LL + m) * %" PRId64 "LL + s];\n"
+            "    }\n"
+            "  }\n"
+            "}\n\n",
+            M, M, No, DF_CUDA_ST_INDEX, step, No, S, M, S);
+    return 0;
+  }
+  default:
+    return df_err_set(err, DF_EUNSUPPORTED, "%s:%d: %s: cuda has no library kernel for it", nd->file, nd->line,
+                      df_op_name(nd->op));
+  }
+}
+
+int df_cuda_status_message(const df_schedule *s, const long long *st, df_err *err) {
+  int step = (int)st[1];
+  if (step < 0 || step >= s->nsteps)
+    return df_err_set(err, DF_ERUNTIME, "cuda: a library kernel failed (code %lld)", st[0]);
+  const df_node *n = df_graph_node(s->g, s->steps[step].node);
+  const int64_t *ia = n->attrs.ia;
+  const char *what = ia[0] != 0 ? "masked" : "visible";
+  char msg[512];
+  switch (st[0]) {
+  case DF_CUDA_ST_MASK_COUNT:
+    snprintf(msg, sizeof msg, "mask row %lld has %lld %s tokens, the graph was built for %lld", st[2], st[3],
+             what, (long long)ia[1]);
+    break;
+  case DF_CUDA_ST_MASK_REGION: {
+    int64_t t = ia[2], h = ia[3], w = ia[4], rh = ia[5], rw = ia[6];
+    int64_t k = t > 0 ? ia[1] / (t * (h / rh) * (w / rw)) : 0;
+    snprintf(msg, sizeof msg,
+             "mask row %lld: frame %lld, window (%lld, %lld) has %lld %s tokens but an LGI encoder needs %lld "
+             "in every %lldx%lld window of every frame (use a part-window mask whose window is the region's "
+             "spatial size)",
+             st[2], st[3], st[4], st[5] >> 32, st[5] & 0xffffffffLL, what, (long long)k, (long long)rh,
+             (long long)rw);
+    break;
+  }
+  case DF_CUDA_ST_INDEX:
+    snprintf(msg, sizeof msg, "index %lld out of range [0, %lld)", st[2], st[3]);
+    break;
+  default: snprintf(msg, sizeof msg, "failed (code %lld)", st[0]); break;
+  }
+  return df_err_set(err, DF_ERUNTIME, "%s:%d: %s: %s", n->file, n->line, df_op_name(n->op), msg);
+}
+
+char *df_cuda_schedule_source(const df_schedule *s, df_err *err) {
+  kir_kernel **ks = malloc((size_t)(s->nsteps + 1) * sizeof *ks);
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = ks ? open_memstream(&buf, &len) : NULL;
+  if (!f) {
+    free(ks);
+    df_err_set(err, DF_ENOMEM, "cuda: out of memory");
+    return NULL;
+  }
+  int nk = 0, nlib = 0, rc = 0;
+  for (int i = 0; i < s->nsteps; i++) {
+    if (s->steps[i].kind == DF_STEP_KERNEL) ks[nk++] = s->steps[i].kernel;
+    if (s->steps[i].kind == DF_STEP_LIB) nlib++;
+  }
+  df_cuda_print(ks, nk, f);
+  if (nlib) fputs(lib_prelude, f);
+  for (int i = 0; i < s->nsteps && rc == 0; i++)
+    if (s->steps[i].kind == DF_STEP_LIB) rc = df_cuda_print_lib(s, i, f, err);
+  fclose(f);
+  free(ks);
+  if (rc) {
+    free(buf);
+    return NULL;
+  }
   return buf;
 }

@@ -16,11 +16,41 @@
 #include <stdio.h>
 
 #include "compiler/kir.h"
+#include "compiler/schedule.h"
 
 /* Print the prelude and every kernel (distinct by hash) to f. */
 void df_cuda_print(kir_kernel *const *ks, int n, FILE *f);
 
 /* The CUDA C source of n kernels as a malloc'ed string (NULL: no memory). */
 char *df_cuda_source(kir_kernel *const *ks, int n);
+
+/*
+** Library steps (DF_STEP_LIB: mask_index, scatter_add, rand) get kernels of
+** their own, specialised to the step's shapes: `extern "C" __global__ void
+** dferc_step<i>_<op>(in..., out, long long *status)`, launched with
+** df_cuda_lib_threads() threads (one per row, output column or element;
+** the kernel checks its bound).  They compute what the ops' reference
+** kernels compute, in the order the reference sums, and write no
+** out-of-range index.  A failed run-time check (a mask row with another
+** count, an index out of range) records the first failure in status[0..5]
+** = {code, step, a, b, c, d}, and the kernel goes on with in-range values;
+** df_cuda_status_message() turns that into the reference kernel's message.
+** Matrix products (DF_STEP_MATMUL) are the runtime's (cuBLAS).
+*/
+enum { DF_CUDA_ST_MASK_COUNT = 1, DF_CUDA_ST_MASK_REGION = 2, DF_CUDA_ST_INDEX = 3 };
+#define DF_CUDA_STATUS_WORDS 8
+
+/* 0, or DF_EUNSUPPORTED naming the op and dtype that have no kernel. */
+int df_cuda_print_lib(const df_schedule *s, int step, FILE *f, df_err *err);
+int64_t df_cuda_lib_threads(const df_schedule *s, int step);
+/* The kernel name of a library step: "dferc_step<i>_<op>". */
+void df_cuda_lib_symbol(const df_schedule *s, int step, char *buf, size_t n);
+/* Format status words (status[0] != 0) as the reference kernel's error. */
+int df_cuda_status_message(const df_schedule *s, const long long *status, df_err *err);
+
+/* The whole schedule as one translation unit: the prelude, every
+** generated kernel (distinct by hash) and every library step's kernel.
+** A malloc'ed string, or NULL with err. */
+char *df_cuda_schedule_source(const df_schedule *s, df_err *err);
 
 #endif

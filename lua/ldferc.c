@@ -1177,9 +1177,10 @@ static int l_set_dump_dir(lua_State *L) {
 
 /*
 ** core.cuda_check(graph, outputs [, arch [, dump_path]]) -> {kernels =,
-** cubin_bytes =, seconds =, nvrtc =} | nil, msg: fuse the graph as the
-** kernel backends do, print every kernel as CUDA C and compile them all
-** with NVRTC for sm_<arch> (90).  Needs no GPU.
+** distinct =, library_kernels =, cubin_bytes =, seconds =, nvrtc =} | nil,
+** msg: fuse the graph as the kernel backends do, print every kernel (and
+** the library steps' kernels) as CUDA C, as the cuda device does, and
+** compile them all with NVRTC for sm_<arch> (90).  Needs no GPU.
 */
 static int l_cuda_check(lua_State *L) {
   lgraph *g = check_graph(L, 1);
@@ -1192,17 +1193,18 @@ static int l_cuda_check(lua_State *L) {
   if (df_nvrtc_available(&e)) return fail(L, &e);
   df_schedule *s = df_schedule_build(g->g, ids, n, &e);
   if (!s) return fail(L, &e);
-  kir_kernel **ks = malloc(sizeof *ks * (size_t)(s->nsteps + 1));
-  int nk = 0;
-  for (int i = 0; ks && i < s->nsteps; i++)
-    if (s->steps[i].kind == DF_STEP_KERNEL) ks[nk++] = s->steps[i].kernel;
-  char *src = ks ? df_cuda_source(ks, nk) : NULL;
+  int nk = 0, nlib = 0;
+  for (int i = 0; i < s->nsteps; i++) {
+    nk += s->steps[i].kind == DF_STEP_KERNEL;
+    nlib += s->steps[i].kind == DF_STEP_LIB;
+  }
+  /* the generated kernels and the library steps' kernels, as cuda runs them */
+  char *src = df_cuda_schedule_source(s, &e);
   int distinct = 0;
   for (const char *p = src; p && (p = strstr(p, "__global__")); p++) distinct++;
-  free(ks);
   if (!src) {
     df_schedule_free(s);
-    return luaL_error(L, "out of memory");
+    return fail(L, &e);
   }
   if (dump) {
     FILE *f = fopen(dump, "w");
@@ -1226,6 +1228,8 @@ static int l_cuda_check(lua_State *L) {
   lua_setfield(L, -2, "kernels");
   lua_pushinteger(L, distinct);
   lua_setfield(L, -2, "distinct");
+  lua_pushinteger(L, nlib);
+  lua_setfield(L, -2, "library_kernels");
   lua_pushinteger(L, (lua_Integer)size);
   lua_setfield(L, -2, "cubin_bytes");
   lua_pushnumber(L, (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9);

@@ -23,10 +23,46 @@ for _, kind in ipairs {"pretrain", "finetune"} do
     T.ok(r, tostring(err))
     T.ok(r.kernels > 100, "kernels: " .. r.kernels)
     T.ok(r.cubin_bytes > 0, "a cubin")
-    print(string.format("# %s step: %d kernels (%d distinct), cubin %d bytes, NVRTC %.1f s (%s)", kind, r.kernels,
-      r.distinct, r.cubin_bytes, r.seconds, r.nvrtc))
+    T.ok(r.library_kernels > 0, "library steps (mask_index, scatter_add, rand) have kernels")
+    print(string.format("# %s step: %d kernels (%d distinct), %d library kernels, cubin %d bytes, NVRTC %.1f s (%s)",
+      kind, r.kernels, r.distinct, r.library_kernels, r.cubin_bytes, r.seconds, r.nvrtc))
   end)
 end
+
+-- every library op, in every form the cuda device generates (the kernels
+-- the device runs instead of the host reference code), f32 and f64
+T.test("nvrtc_compiles_library_kernels", function()
+  for _, dt in ipairs {"f32", "f64"} do
+    local g = df.graph()
+    local seed = df.input(g, "seed", "i64", {})
+    local mask = df.input(g, "mask", "bool", {2, 32})
+    local src = df.input(g, "src", dt, {2, 8, 3})
+    local idx32 = df.input(g, "idx32", "i32", {2, 8})
+    local src4 = df.input(g, "src4", dt, {2, 3, 8, 5})
+    local idx4 = df.input(g, "idx4", "i64", {2, 3, 8})
+    local vis = df.mask_index(mask, false, 8, {2, 4, 4, 2, 2})
+    local outs = {
+      df.random(seed, {5, 7}, 3, dt),
+      vis,
+      df.mask_index(mask, true, 24),
+      df.scatter_add(vis, src, 1, {2, 32, 3}),
+      df.scatter_add(vis, src, 1, {1, 32, 3}), -- a broadcast row: summed
+      df.scatter_add(idx32, src, 1, {2, 32, 3}),
+      df.scatter_add(idx4, src4, 2, {2, 1, 16, 5}),
+    }
+    local dump = os.tmpname()
+    local r, err = df.core.cuda_check(g, outs, 90, dump)
+    local f = io.open(dump)
+    local text = f and f:read("a") or ""
+    if f then f:close() end
+    os.remove(dump)
+    T.ok(r, tostring(err))
+    T.eq(r.library_kernels, #outs, dt .. " library kernels")
+    for _, op in ipairs {"rand", "mask_index", "scatter_add"} do
+      T.ok(text:find("_" .. op .. "(", 1, true), op .. " kernel in the source")
+    end
+  end
+end)
 
 T.test("nvrtc_reports_errors_with_the_log", function()
   -- a kernel set that compiles is the common case; an unknown architecture shows the error path
