@@ -1,6 +1,8 @@
 /*
 ** device.c -- the registry of devices.
 */
+#include "config.h"
+
 #include "runtime/device.h"
 
 #include <pthread.h>
@@ -11,11 +13,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef DFERC_HAVE_CUDA
+static const df_device *const devices[] = {&df_device_ref, &df_device_cpu, &df_device_cuda};
+static const char *const names[] = {"ref", "cpu", "cuda", NULL};
+static const char *const planned[] = {NULL};
+#else
 static const df_device *const devices[] = {&df_device_ref, &df_device_cpu};
 static const char *const names[] = {"ref", "cpu", NULL};
-
-/* Devices that later issues add; named here so the message is precise. */
-static const char *const planned[] = {"cuda"};
+/* Devices this build lacks (configure found no CUDA headers); named here
+** so the message is precise. */
+static const char *const planned[] = {"cuda", NULL};
+#endif
 
 static char dump_dir[1024];
 static int dump_set;
@@ -107,7 +115,7 @@ const df_device *df_device_get(const char *name, df_err *err) {
       if (devices[i]->available && devices[i]->available(err)) return NULL;
       return devices[i];
     }
-  for (size_t i = 0; i < sizeof planned / sizeof planned[0]; i++)
+  for (size_t i = 0; planned[i]; i++)
     if (strcmp(planned[i], name) == 0) {
       df_err_set(err, DF_EUNSUPPORTED,
                  "device '%s' is not available in this build (devices: ref, cpu)", name);

@@ -90,5 +90,6 @@ const char *const *df_device_names(void);
 
 extern const df_device df_device_ref;
 extern const df_device df_device_cpu;
+extern const df_device df_device_cuda; /* builds with the CUDA headers (DFERC_HAVE_CUDA) */
 
 #endif

@@ -572,7 +572,9 @@ function cli.main(args)
     devices = function()
       for _, d in ipairs(core.devices()) do
         local ok, why = core.compile(df.graph(), {}, d)
-        print(ok and d or (d .. ": unavailable: " .. tostring(why)))
+        -- one line: the device, or why it cannot run here (without the
+        -- device's own "name: " prefix repeated)
+        print(ok and d or (d .. ": unavailable: " .. tostring(why):gsub("^" .. d .. ": ", "")))
       end
       return 0
     end,
