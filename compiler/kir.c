@@ -32,6 +32,20 @@ int kir_add_buf(kir_kernel *k, df_dtype dt, int64_t numel, int scope, int role) 
   return k->nbufs++;
 }
 
+void kir_merge_buf(kir_kernel *k, int from, int into) {
+  if (from == into || from < 0 || from >= k->nbufs || into < 0 || into >= k->nbufs) return;
+  k->bufs[into].role |= k->bufs[from].role;
+  int dst = into > from ? into - 1 : into;
+#define REMAP(b) ((b) == from ? dst : (b) > from ? (b) - 1 : (b))
+  for (int i = 0; i < k->nexprs; i++)
+    if (k->exprs[i].kind == KE_LOAD) k->exprs[i].a = REMAP(k->exprs[i].a);
+  for (int i = 0; i < k->nstmts; i++)
+    if (k->stmts[i].kind == KS_STORE) k->stmts[i].buf = REMAP(k->stmts[i].buf);
+#undef REMAP
+  memmove(&k->bufs[from], &k->bufs[from + 1], (size_t)(k->nbufs - from - 1) * sizeof *k->bufs);
+  k->nbufs--;
+}
+
 void kir_free(kir_kernel *k) {
   if (!k) return;
   free(k->bufs);

@@ -115,6 +115,11 @@ void kir_set(kir_kernel *k, int tmp, kir_e v);
 void kir_acc(kir_kernel *k, int tmp, int op, kir_e v);
 void kir_store(kir_kernel *k, int buf, kir_e idx, kir_e v);
 
+/* Make buffer `from` the same buffer as `into`: its loads and stores use
+** `into` (which takes its roles), and it is removed (buffers after it are
+** renumbered down by one).  For an update computed in place. */
+void kir_merge_buf(kir_kernel *k, int from, int into);
+
 /* Check the kernel's structure (brackets, ids, dtypes); 0 or an error. */
 int kir_verify(const kir_kernel *k, df_err *err);
 /* A stable 64-bit hash of what the kernel computes (buffers, expressions,

@@ -35,6 +35,21 @@ static int is_view(df_op op) {
          op == DF_OP_CAST;
 }
 
+static int same_shape(const df_node *a, const df_node *b) {
+  return a->ndim == b->ndim && memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof *a->shape) == 0;
+}
+
+static int is_elementwise(df_op op) {
+  switch (op) {
+  case DF_OP_NEG: case DF_OP_EXP: case DF_OP_LOG: case DF_OP_SQRT: case DF_OP_RSQRT: case DF_OP_TANH:
+  case DF_OP_ERF: case DF_OP_ABS: case DF_OP_RECIP: case DF_OP_CAST: case DF_OP_ADD: case DF_OP_SUB:
+  case DF_OP_MUL: case DF_OP_DIV: case DF_OP_MAX: case DF_OP_MIN: case DF_OP_POW: case DF_OP_EQ:
+  case DF_OP_NE: case DF_OP_LT: case DF_OP_LE: case DF_OP_GT: case DF_OP_GE: case DF_OP_WHERE:
+    return 1;
+  default: return 0;
+  }
+}
+
 /* Cheap to recompute anywhere: a slot, a constant, or a view of one. */
 static int cheap(const df_graph *g, df_node_id n, const unsigned char *mat) {
   for (;;) {
@@ -74,9 +89,15 @@ static int rule_select_operand(const df_graph *g, df_node_id n, const int *cons,
                                const unsigned char *m) {
   return cons[n] > 0 && (read_by[n] & READ_BY_SELECT) && !cheap(g, n, m);
 }
+/* sink_only[n]: n is elementwise and everything downstream of it is
+** elementwise of its shape, ending in outputs nothing else reads -- the
+** updates of one parameter.  Those outputs share one kernel (see
+** group_siblings), which computes n once in registers: no slot. */
+static _Thread_local const unsigned char *sink_only;
+
 /* A node read by several consumers is computed once, unless cheap. */
 static int rule_shared(const df_graph *g, df_node_id n, const int *cons, const unsigned char *m) {
-  return cons[n] > 1 && !cheap(g, n, m);
+  return cons[n] > 1 && !cheap(g, n, m) && !sink_only[n];
 }
 
 const df_fusion_rule df_fusion_rules[] = {
@@ -296,7 +317,7 @@ static kir_e gen(gen_ctx *c, df_node_id n, const kir_e *idx) {
 ** arithmetic it computes (layout ops are index arithmetic and left out),
 ** the dtype and the root's node number (names are unique in a module):
 ** fused_layernorm_add_mul_f32_n42. */
-static void kernel_name(gen_ctx *c, char *out, size_t n) {
+static void kernel_name(gen_ctx *c, int nout, char *out, size_t n) {
   const df_node *nd = df_graph_node(c->g, c->root);
   size_t off = (size_t)snprintf(out, n, "fused_%s", df_op_name(nd->op));
   for (int op = 0; op < DF_OP_COUNT && off + 24 < n; op++) {
@@ -306,28 +327,43 @@ static void kernel_name(gen_ctx *c, char *out, size_t n) {
       continue;
     off += (size_t)snprintf(out + off, n - off, "_%s", df_op_name((df_op)op));
   }
+  if (nout > 1) off += (size_t)snprintf(out + off, n - off, "_x%d", nout);
   snprintf(out + off, n - off, "_%s_n%d", df_dtype_lname(nd->dtype), c->root);
 }
 
-/* rows x inner loops over the output, storing gen(root) at each element. */
-static void emit_elementwise(gen_ctx *c, const df_node *nd, int out) {
+/* rows x inner loops over the output, storing each member's value at each
+** element.  Sibling outputs (n > 1, same shape) share the loop: every
+** value is computed into a temporary before the first store, so a member
+** written in place over a feed that another member reads reads it first. */
+static void emit_elementwise(gen_ctx *c, const df_node_id *mem, int n, const int *outb) {
   kir_kernel *k = c->k;
-  kir_e idx[DF_MAX_DIMS];
+  const df_node *nd = df_graph_node(c->g, mem[n - 1]);
+  kir_e idx[DF_MAX_DIMS], flat;
+  int t[DF_SCHED_MAX_GROUP];
   if (nd->ndim == 0) {
     kir_for(k, 1, KF_PARALLEL);
-    kir_store(k, out, kir_const_i(k, 0), gen(c, c->root, idx));
-    kir_end(k);
-    return;
+    flat = kir_const_i(k, 0);
+  } else {
+    int64_t inner = nd->shape[nd->ndim - 1], rows = df_shape_numel(nd->ndim - 1, nd->shape);
+    int r = kir_for(k, rows, KF_PARALLEL);
+    kir_e rv = kir_var(k, r);
+    unravel(k, rv, nd->ndim - 1, nd->shape, idx);
+    int j = kir_for(k, inner, KF_VECTOR);
+    idx[nd->ndim - 1] = kir_var(k, j);
+    flat = kir_iadd(k, kir_imul(k, rv, inner), idx[nd->ndim - 1]);
   }
-  int64_t inner = nd->shape[nd->ndim - 1], rows = df_shape_numel(nd->ndim - 1, nd->shape);
-  int r = kir_for(k, rows, KF_PARALLEL);
-  kir_e rv = kir_var(k, r);
-  unravel(k, rv, nd->ndim - 1, nd->shape, idx);
-  int j = kir_for(k, inner, KF_VECTOR);
-  idx[nd->ndim - 1] = kir_var(k, j);
-  kir_e flat = kir_iadd(k, kir_imul(k, rv, inner), idx[nd->ndim - 1]);
-  kir_store(k, out, flat, gen(c, c->root, idx));
-  kir_end(k);
+  if (n == 1) {
+    c->root = mem[0];
+    kir_store(k, outb[0], flat, gen(c, mem[0], idx));
+  } else {
+    for (int m = 0; m < n; m++) {
+      c->root = mem[m];
+      t[m] = kir_decl(k, df_graph_node(c->g, mem[m])->dtype, gen(c, mem[m], idx));
+    }
+    for (int m = 0; m < n; m++)
+      kir_store(k, outb[m], flat, kir_tmp(k, t[m], df_graph_node(c->g, mem[m])->dtype));
+  }
+  if (nd->ndim > 0) kir_end(k);
   kir_end(k);
 }
 
@@ -467,15 +503,16 @@ static void emit_row(gen_ctx *c, const df_node *nd, int out) {
   kir_end(k);
 }
 
-/* Build the kernel of a slotted node and its step. */
-static int build_kernel(df_schedule *s, df_node_id n, df_step *st, df_err *err) {
+/* Build the kernel of slotted nodes mem[0..n-1] (one node, or sibling
+** elementwise outputs of one shape) and its step. */
+static int build_kernel(df_schedule *s, const df_node_id *mem, int n, df_step *st, df_err *err) {
   const df_graph *g = s->g;
-  const df_node *nd = df_graph_node(g, n);
+  const df_node *nd = df_graph_node(g, mem[n - 1]);
   gen_ctx c;
   memset(&c, 0, sizeof c);
   c.g = g;
   c.s = s;
-  c.root = n;
+  c.root = mem[n - 1];
   c.err = err;
   c.k = kir_new("kernel");
   c.buf_of_slot = malloc((size_t)s->nslots * sizeof *c.buf_of_slot);
@@ -485,18 +522,21 @@ static int build_kernel(df_schedule *s, df_node_id n, df_step *st, df_err *err) 
     return df_err_set(err, DF_ENOMEM, "out of memory");
   }
   for (int i = 0; i < s->nslots; i++) c.buf_of_slot[i] = -1;
-  int out = slot_buf(&c, s->slot_of[n], KB_OUT);
-  if (is_red(nd->op)) emit_reduce(&c, nd, out);
-  else if (is_row(nd->op)) emit_row(&c, nd, out);
-  else emit_elementwise(&c, nd, out);
-  kernel_name(&c, c.k->name, sizeof c.k->name);
+  int outb[DF_SCHED_MAX_GROUP];
+  for (int m = 0; m < n; m++) outb[m] = slot_buf(&c, s->slot_of[mem[m]], KB_OUT); /* buffers 0 .. n-1 */
+  if (is_red(nd->op)) emit_reduce(&c, nd, outb[0]);
+  else if (is_row(nd->op)) emit_row(&c, nd, outb[0]);
+  else emit_elementwise(&c, mem, n, outb);
+  c.root = mem[n - 1];
+  kernel_name(&c, n, c.k->name, sizeof c.k->name);
   int rc = 0;
   if (c.k->failed) rc = err && err->code ? err->code : df_err_set(err, DF_ENOMEM, "out of memory");
   else rc = kir_verify(c.k, err);
   if (rc == 0) {
     st->kind = DF_STEP_KERNEL;
-    st->node = n;
+    st->node = mem[n - 1];
     st->kernel = c.k;
+    st->nout = n;
     st->nslots = c.k->nbufs;
     st->slots = malloc((size_t)(c.k->nbufs ? c.k->nbufs : 1) * sizeof *st->slots);
     if (!st->slots) rc = df_err_set(err, DF_ENOMEM, "out of memory");
@@ -507,6 +547,210 @@ static int build_kernel(df_schedule *s, df_node_id n, df_step *st, df_err *err) 
   free(c.slot_of_buf);
   free(c.cache);
   return rc;
+}
+
+/* ------------------------------------------------------------ sibling outputs */
+
+/* Per-query marks over the graph's nodes (stamp[n] == cur: visited). */
+typedef struct walk {
+  const df_schedule *s;
+  int *stamp, cur;
+  signed char *memo;
+} walk;
+
+/* Collect the slots of root's shape that the kernel of root reads (through
+** fused nodes) into out[]; returns the new count. */
+static int collect_slots(walk *w, df_node_id n, const df_node *root, int top, int *out, int cnt, int cap) {
+  if (w->stamp[n] == w->cur) return cnt;
+  w->stamp[n] = w->cur;
+  const df_node *nd = df_graph_node(w->s->g, n);
+  int sl = w->s->slot_of[n];
+  if (!top && sl >= 0) {
+    const df_slot *x = &w->s->slots[sl];
+    if ((x->kind == DF_SLOT_ARENA || x->kind == DF_SLOT_FEED) && same_shape(nd, root) && cnt < cap) out[cnt++] = sl;
+    return cnt;
+  }
+  for (int i = 0; i < nd->ninputs; i++) cnt = collect_slots(w, nd->inputs[i], root, 0, out, cnt, cap);
+  return cnt;
+}
+
+/* Does the kernel of a fused node n read node f (through fused nodes)? */
+static int reaches(walk *w, df_node_id n, df_node_id f) {
+  if (n == f) return 1;
+  if (w->s->slot_of[n] >= 0) return 0;
+  if (w->stamp[n] == w->cur) return w->memo[n];
+  w->stamp[n] = w->cur;
+  w->memo[n] = 0;
+  const df_node *nd = df_graph_node(w->s->g, n);
+  for (int i = 0; i < nd->ninputs && !w->memo[n]; i++) w->memo[n] = (signed char)reaches(w, nd->inputs[i], f);
+  return w->memo[n];
+}
+
+/* How many fused ops lie between n and f at the nearest (100: none). */
+static int depth_to(walk *w, df_node_id n, df_node_id f, int top) {
+  if (n == f) return 0;
+  if (!top && w->s->slot_of[n] >= 0) return 100;
+  if (w->stamp[n] == w->cur) return w->memo[n];
+  w->stamp[n] = w->cur;
+  int best = 100;
+  const df_node *nd = df_graph_node(w->s->g, n);
+  for (int i = 0; i < nd->ninputs; i++) {
+    int d = depth_to(w, nd->inputs[i], f, 0);
+    if (d + 1 < best) best = d + 1;
+  }
+  w->memo[n] = (signed char)best;
+  return best;
+}
+
+/* Does the kernel computing `root` read the feed f only at the element it
+** writes (through elementwise ops of root's shape, never broadcast)? */
+static int same_index_only(walk *w, df_node_id n, df_node_id f, const df_node *root, int top) {
+  if (n == f) return same_shape(df_graph_node(w->s->g, n), root);
+  if (!top && w->s->slot_of[n] >= 0) return 1;
+  const df_node *nd = df_graph_node(w->s->g, n);
+  if (!is_elementwise(nd->op) || !same_shape(nd, root)) {
+    w->cur++;
+    return !reaches(w, n, f);
+  }
+  for (int i = 0; i < nd->ninputs; i++) {
+    df_node_id in = nd->inputs[i];
+    if (!same_shape(df_graph_node(w->s->g, in), root)) {
+      w->cur++;
+      if (reaches(w, in, f)) return 0;
+    } else if (!same_index_only(w, in, f, root, 0)) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+static int uf_find(int *parent, int x) {
+  while (parent[x] != x) x = parent[x] = parent[parent[x]];
+  return x;
+}
+
+/* Outputs that nothing else reads, computed by elementwise kernels of one
+** shape and reading a common slot of that shape (the updates of one
+** parameter: weights, moments, compensation), become one kernel:
+** group[n] = the group's representative (its last member), or -1. */
+static int group_siblings(df_schedule *s, const df_node_id *outputs, int n_out, const int *cons, int *group,
+                          int *gsize) {
+  const df_graph *g = s->g;
+  int N = df_graph_count(g);
+  int *owner = malloc((size_t)(s->nslots + 1) * sizeof *owner);
+  int *parent = malloc((size_t)(N + 1) * sizeof *parent);
+  int *last = malloc((size_t)(N + 1) * sizeof *last);
+  walk w = {s, calloc((size_t)N + 1, sizeof(int)), 0, NULL};
+  int rc = -1;
+  if (!owner || !parent || !last || !w.stamp) goto out;
+  for (int i = 0; i < s->nslots; i++) owner[i] = -1;
+  for (int i = 0; i < N; i++) parent[i] = i, group[i] = -1, gsize[i] = 0, last[i] = -1;
+  for (int i = 0; i < n_out; i++) {
+    df_node_id o = outputs[i];
+    const df_node *nd = df_graph_node(g, o);
+    int sl = s->slot_of[o];
+    if (cons[o] > 0 || sl < 0 || s->slots[sl].kind != DF_SLOT_ARENA || is_red(nd->op) || is_row(nd->op) ||
+        is_lib(nd->op) || group[o] == 0)
+      continue;
+    group[o] = 0; /* a candidate (an output listed twice is seen once) */
+    gsize[o] = 1;
+    int reads[64];
+    w.cur++;
+    int nr = collect_slots(&w, o, nd, 1, reads, 0, 64);
+    for (int r = 0; r < nr; r++) {
+      if (owner[reads[r]] < 0) {
+        owner[reads[r]] = o;
+        continue;
+      }
+      int a = uf_find(parent, o), b = uf_find(parent, owner[reads[r]]);
+      if (a != b && same_shape(df_graph_node(g, a), df_graph_node(g, b)) &&
+          gsize[a] + gsize[b] <= DF_SCHED_MAX_GROUP) {
+        parent[a] = b;
+        gsize[b] += gsize[a];
+      }
+    }
+  }
+  /* the representative is the last member: the group's kernel runs there */
+  for (int i = 0; i < N; i++)
+    if (group[i] == 0) last[uf_find(parent, i)] = i;
+  for (int i = 0; i < N; i++)
+    if (group[i] == 0) {
+      int r = uf_find(parent, i);
+      group[i] = gsize[r] > 1 ? last[r] : -1;
+    }
+  rc = 0;
+out:
+  free(owner), free(parent), free(last), free(w.stamp);
+  return rc;
+}
+
+/* Compute outputs in place into the feeds they update where that is safe
+** (see df_schedule.out_alias): the feed's buffer replaces the output's in
+** the kernel, and the output's slot is given up. */
+static int alias_outputs(df_schedule *s, const df_node_id *outputs, int n_out) {
+  const df_graph *g = s->g;
+  int N = df_graph_count(g);
+  walk w = {s, calloc((size_t)N + 1, sizeof(int)), 0, calloc((size_t)N + 1, 1)};
+  unsigned char *taken = calloc((size_t)s->nslots + 1, 1);
+  if (!w.stamp || !w.memo || !taken) {
+    free(w.stamp), free(w.memo), free(taken);
+    return -1;
+  }
+  int last_lib = -1; /* library steps can fail at run time (a bad mask) */
+  for (int i = 0; i < s->nsteps; i++)
+    if (s->steps[i].kind == DF_STEP_LIB) last_lib = i;
+  for (int i = 0; i < n_out; i++) {
+    df_node_id o = outputs[i];
+    int so = s->out_slots[i], twice = 0;
+    for (int j = 0; j < n_out; j++) twice += j != i && outputs[j] == o;
+    if (twice || so < 0 || s->slots[so].kind != DF_SLOT_ARENA) continue;
+    int si = s->slots[so].first;
+    df_step *st = si >= 0 ? &s->steps[si] : NULL;
+    if (!st || st->kind != DF_STEP_KERNEL || si <= last_lib) continue;
+    const df_node *nd = df_graph_node(g, o);
+    if (is_red(nd->op) || is_row(nd->op)) continue;
+    int jo = -1;
+    for (int j = 0; j < st->nout; j++)
+      if (st->slots[j] == so) jo = j;
+    if (jo < 0) continue;
+    /* the feed it updates: of those it could overwrite, the nearest to
+    ** its root (p' = where(ok, p - u, p) is p's, not the moment's) */
+    int best = -1, best_d = 100;
+    for (int b = st->nout; b < st->nslots; b++) {
+      int f = st->slots[b];
+      df_slot *fs = &s->slots[f];
+      if (fs->kind != DF_SLOT_FEED || taken[f] || fs->dtype != nd->dtype || fs->last != si ||
+          !same_shape(df_graph_node(g, fs->node), nd))
+        continue;
+      int also_out = 0; /* the feed itself is an output: it must keep its value */
+      for (int j = 0; j < n_out; j++) also_out |= s->out_slots[j] == f;
+      if (also_out) continue;
+      int ok = 1;
+      for (int m = 0; m < st->nout && ok; m++)
+        ok = same_index_only(&w, s->slots[st->slots[m]].node, fs->node, df_graph_node(g, s->slots[st->slots[m]].node), 1);
+      if (!ok) continue;
+      w.cur++;
+      int d = depth_to(&w, o, fs->node, 1);
+      if (d < best_d) best = b, best_d = d;
+    }
+    if (best < 0) continue;
+    int f = st->slots[best];
+    kir_merge_buf(st->kernel, best, jo);
+    memmove(&st->slots[best], &st->slots[best + 1], (size_t)(st->nslots - best - 1) * sizeof *st->slots);
+    st->nslots--;
+    st->slots[jo] = f;
+    for (int t = si + 1; t < s->nsteps; t++) /* later readers of the output read the feed's slot */
+      for (int q = 0; q < s->steps[t].nslots; q++)
+        if (s->steps[t].slots[q] == so) s->steps[t].slots[q] = f;
+    s->slots[so].kind = DF_SLOT_UNUSED;
+    s->slot_of[o] = f;
+    s->out_slots[i] = f;
+    s->out_alias[i] = 1;
+    s->slots[f].last = s->nsteps;
+    taken[f] = 1;
+  }
+  free(w.stamp), free(w.memo), free(taken);
+  return 0;
 }
 
 /* ------------------------------------------------------------ memory plan */
@@ -582,6 +826,7 @@ void df_schedule_free(df_schedule *s) {
   free(s->slot_of);
   free(s->reason);
   free(s->out_slots);
+  free(s->out_alias);
   free(s);
 }
 
@@ -608,15 +853,17 @@ df_schedule *df_schedule_build(const df_graph *g, const df_node_id *outputs, int
   df_schedule *s = calloc(1, sizeof *s);
   unsigned char *live = malloc((size_t)N + 1), *mat = calloc((size_t)N + 1, 1);
   int *cons = calloc((size_t)N + 1, sizeof *cons);
+  int *group = NULL, *gsize = NULL;
   if (s) {
     s->g = g;
     s->slot_of = malloc((size_t)(N + 1) * sizeof *s->slot_of);
     s->reason = calloc((size_t)N + 1, sizeof *s->reason);
     s->out_slots = malloc((size_t)(n_out + 1) * sizeof *s->out_slots);
+    s->out_alias = calloc((size_t)n_out + 1, 1);
     s->slots = malloc((size_t)(N + 1) * sizeof *s->slots);
     s->steps = calloc((size_t)N + 1, sizeof *s->steps);
   }
-  if (!s || !live || !mat || !cons || !s->slot_of || !s->reason || !s->out_slots || !s->slots ||
+  if (!s || !live || !mat || !cons || !s->slot_of || !s->reason || !s->out_slots || !s->out_alias || !s->slots ||
       !s->steps) {
     df_err_set(err, DF_ENOMEM, "schedule: out of memory");
     goto fail;
@@ -638,6 +885,29 @@ df_schedule *df_schedule_build(const df_graph *g, const df_node_id *outputs, int
     }
   }
   read_by = rb;
+  /* sink_only, from the last node back (consumers have larger ids) */
+  unsigned char *so = calloc((size_t)N + 1, 1), *is_out = calloc((size_t)N + 1, 1);
+  if (!so || !is_out) {
+    free(so), free(is_out), free(rb);
+    df_err_set(err, DF_ENOMEM, "schedule: out of memory");
+    goto fail;
+  }
+  for (int i = 0; i < n_out; i++) is_out[outputs[i]] = 1;
+  for (int i = 0; i < N; i++) so[i] = live[i] && is_elementwise(df_graph_node(g, i)->op);
+  for (int i = N - 1; i >= 0; i--) {
+    if (!live[i]) continue;
+    const df_node *nd = df_graph_node(g, i);
+    int ok = so[i] && (is_out[i] ? cons[i] == 0 : cons[i] > 0);
+    if (!ok) {
+      for (int k = 0; k < nd->ninputs; k++) so[nd->inputs[k]] = 0;
+      so[i] = 0;
+      continue;
+    }
+    for (int k = 0; k < nd->ninputs; k++)
+      if (!same_shape(df_graph_node(g, nd->inputs[k]), nd)) so[nd->inputs[k]] = 0;
+  }
+  free(is_out);
+  sink_only = so;
   for (int i = 0; i < n_out; i++) {
     mat[outputs[i]] = 1;
     s->reason[outputs[i]] = "output";
@@ -658,6 +928,8 @@ df_schedule *df_schedule_build(const df_graph *g, const df_node_id *outputs, int
   }
   read_by = NULL;
   free(rb);
+  sink_only = NULL;
+  free(so);
   /* slots */
   for (int i = 0; i < N; i++) {
     if (!live[i]) continue;
@@ -682,15 +954,24 @@ df_schedule *df_schedule_build(const df_graph *g, const df_node_id *outputs, int
     }
     s->slot_of[i] = s->nslots++;
   }
-  /* steps, in node order */
+  /* sibling outputs computed together */
+  group = malloc((size_t)(N + 1) * sizeof *group);
+  gsize = malloc((size_t)(N + 1) * sizeof *gsize);
+  if (!group || !gsize || group_siblings(s, outputs, n_out, cons, group, gsize)) {
+    df_err_set(err, DF_ENOMEM, "schedule: out of memory");
+    goto fail_slots;
+  }
+  /* steps, in node order (a group at its last member) */
   for (int i = 0; i < N; i++) {
     int sl = s->slot_of[i];
     if (sl < 0 || s->slots[sl].kind != DF_SLOT_ARENA) continue;
+    if (group[i] >= 0 && group[i] != i) continue;
     const df_node *nd = df_graph_node(g, i);
     df_step *st = &s->steps[s->nsteps];
     if (is_lib(nd->op)) {
       st->kind = nd->op == DF_OP_MATMUL ? DF_STEP_MATMUL : DF_STEP_LIB;
       st->node = i;
+      st->nout = 1;
       st->nslots = nd->ninputs + 1;
       st->slots = malloc((size_t)st->nslots * sizeof *st->slots);
       if (!st->slots) {
@@ -699,8 +980,16 @@ df_schedule *df_schedule_build(const df_graph *g, const df_node_id *outputs, int
       }
       for (int k = 0; k < nd->ninputs; k++) st->slots[k] = s->slot_of[nd->inputs[k]];
       st->slots[nd->ninputs] = sl;
-    } else if (build_kernel(s, i, st, err)) {
-      goto fail_slots;
+    } else {
+      df_node_id mem[DF_SCHED_MAX_GROUP];
+      int n = 0;
+      if (group[i] == i) {
+        for (int j = 0; j <= i && n < DF_SCHED_MAX_GROUP; j++)
+          if (group[j] == i) mem[n++] = j;
+      } else {
+        mem[n++] = i;
+      }
+      if (build_kernel(s, mem, n, st, err)) goto fail_slots;
     }
     s->nsteps++;
     /* liveness: this step writes its last slot and reads the others */
@@ -715,11 +1004,17 @@ df_schedule *df_schedule_build(const df_graph *g, const df_node_id *outputs, int
     s->out_slots[i] = s->slot_of[outputs[i]];
     s->slots[s->out_slots[i]].last = s->nsteps; /* kept to the end */
   }
+  if (alias_outputs(s, outputs, n_out)) {
+    df_err_set(err, DF_ENOMEM, "schedule: out of memory");
+    goto fail_slots;
+  }
   plan_memory(s);
   s->n_out = n_out;
   free(live);
   free(mat);
   free(cons);
+  free(group);
+  free(gsize);
   return s;
 
 fail_slots:
@@ -727,6 +1022,8 @@ fail:
   free(live);
   free(mat);
   free(cons);
+  free(group);
+  free(gsize);
   df_schedule_free(s);
   return NULL;
 }

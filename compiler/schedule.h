@@ -18,7 +18,9 @@
 #include "compiler/graph.h"
 #include "compiler/kir.h"
 
-typedef enum { DF_SLOT_ARENA, DF_SLOT_FEED, DF_SLOT_CONST } df_slot_kind;
+/* DF_SLOT_UNUSED: an output's slot given up when the output is computed
+** in place into a feed's slot (see df_schedule.out_alias). */
+typedef enum { DF_SLOT_ARENA, DF_SLOT_FEED, DF_SLOT_CONST, DF_SLOT_UNUSED } df_slot_kind;
 
 typedef struct df_slot {
   df_node_id node;
@@ -34,11 +36,21 @@ typedef enum { DF_STEP_KERNEL, DF_STEP_MATMUL, DF_STEP_LIB } df_step_kind;
 
 typedef struct df_step {
   df_step_kind kind;
-  df_node_id node;      /* the node it computes (the kernel's root) */
+  df_node_id node;      /* the node it computes (the kernel's root; its last output) */
   kir_kernel *kernel;   /* DF_STEP_KERNEL; owned */
   int nslots;
   int *slots;           /* kernel buffer i -> slot; MATMUL/LIB: inputs..., output */
+  int nout;             /* slots it writes: KERNEL: buffers 0 .. nout-1 (several for
+                        ** sibling outputs computed in one loop); MATMUL/LIB: 1, the last */
 } df_step;
+
+/* The most sibling outputs one kernel computes. */
+#define DF_SCHED_MAX_GROUP 8
+
+/* The slot of output j of a step. */
+static inline int df_step_out_slot(const df_step *st, int j) {
+  return st->kind == DF_STEP_KERNEL ? st->slots[j] : st->slots[st->nslots - 1];
+}
 
 typedef struct df_schedule {
   const df_graph *g;
@@ -50,6 +62,13 @@ typedef struct df_schedule {
   const char **reason;  /* node -> the fusion rule that materialized it, or NULL */
   int n_out;
   int *out_slots;
+  /* out_alias[i]: output i is computed in place into the feed slot
+  ** out_slots[i] (a parameter updated by a training step): its kernel is
+  ** the last step to read that feed and reads it only at the element it
+  ** writes, and no step after it can fail.  A run whose caller passes the
+  ** feed's own tensor as outputs[i] writes it directly; otherwise the
+  ** device copies the feed first and leaves the caller's feed untouched. */
+  unsigned char *out_alias;
   size_t arena_bytes;   /* peak of the memory plan */
   int n_fused;          /* nodes computed inside another node's kernel */
 } df_schedule;

@@ -1099,6 +1099,19 @@ static int l_schedule(lua_State *L) {
     lua_rawseti(L, -2, ++nk);
   }
   lua_setfield(L, -2, "steps");
+  lua_newtable(L); /* outputs per step */
+  for (int i = 0; i < s->nsteps; i++) {
+    lua_pushinteger(L, s->steps[i].nout);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "nout");
+  lua_newtable(L); /* the outputs (1-based) computed in place into a feed */
+  for (int i = 0, k = 0; i < s->n_out; i++)
+    if (s->out_alias[i]) {
+      lua_pushinteger(L, i + 1);
+      lua_rawseti(L, -2, ++k);
+    }
+  lua_setfield(L, -2, "in_place");
   lua_newtable(L);
   for (int i = 0; i < df_graph_count(g->g); i++) {
     const char *r = df_schedule_reason(s, i);

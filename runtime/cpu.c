@@ -336,6 +336,7 @@ static int cpu_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor *
   int rc = 0;
   for (int i = 0; i < s->nslots && rc == 0; i++) {
     df_slot *sl = &s->slots[i];
+    if (sl->kind == DF_SLOT_UNUSED) continue;
     if (sl->kind == DF_SLOT_ARENA) ptr[i] = (char *)p->arena + sl->offset;
     else if (sl->kind == DF_SLOT_CONST) ptr[i] = sl->data;
     else {
@@ -344,6 +345,24 @@ static int cpu_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor *
       else ptr[i] = t->data; /* read in place: no copy */
       if (rc == 0 && p->check_finite) rc = check_slot(s, i, ptr[i], err);
     }
+  }
+  /* outputs computed in place into a feed: directly when the caller gave
+  ** that feed's tensor as the output (and no check may stop the run
+  ** half-way), else into a copy of the feed, copied out at the end */
+  void **copies = calloc((size_t)s->n_out + 1, sizeof *copies);
+  if (!copies) rc = df_err_set(err, DF_ENOMEM, "cpu: out of memory");
+  for (int i = 0; i < s->n_out && rc == 0; i++) {
+    if (!s->out_alias[i]) continue;
+    int f = s->out_slots[i];
+    if (!p->check_finite && given[i] && given[i]->data == ptr[f]) continue;
+    size_t nb = (size_t)s->slots[f].numel * df_dtype_size(s->slots[f].dtype);
+    copies[i] = aligned_alloc(64, (nb + 63) & ~(size_t)63);
+    if (!copies[i]) {
+      rc = df_err_set(err, DF_ENOMEM, "cpu: out of memory for %zu bytes", nb);
+      break;
+    }
+    memcpy(copies[i], ptr[f], nb);
+    ptr[f] = copies[i];
   }
   double *prof = getenv("DFERC_PROFILE") ? calloc((size_t)s->nsteps + 1, sizeof *prof) : NULL;
   for (int i = 0; i < s->nsteps && rc == 0; i++) {
@@ -360,7 +379,8 @@ static int cpu_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor *
     case DF_STEP_MATMUL: run_matmul(g, st, ptr); break;
     case DF_STEP_LIB: rc = run_host_ref(g, st, ptr, err); break;
     }
-    if (rc == 0 && p->check_finite) rc = check_slot(s, st->slots[st->nslots - 1], ptr[st->slots[st->nslots - 1]], err);
+    for (int j = 0; j < st->nout && rc == 0 && p->check_finite; j++)
+      rc = check_slot(s, df_step_out_slot(st, j), ptr[df_step_out_slot(st, j)], err);
     if (prof) {
       clock_gettime(CLOCK_MONOTONIC, &t1);
       prof[i] = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
@@ -368,19 +388,25 @@ static int cpu_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor *
   }
   if (prof) report_profile(s, prof);
   free(prof);
-  for (int i = 0; i < s->n_out && rc == 0; i++) {
-    const df_slot *sl = &s->slots[s->out_slots[i]];
-    const df_node *nd = df_graph_node(g, sl->node);
-    if (!given[i]) outputs[i] = df_tensor_new(nd->dtype, nd->ndim, nd->shape, err);
-    if (!outputs[i]) rc = DF_ENOMEM;
-    else if (outputs[i]->data != ptr[s->out_slots[i]])
-      memcpy(outputs[i]->data, ptr[s->out_slots[i]], outputs[i]->nbytes);
-  }
+  /* new tensors first, then the caller's: a given output may overwrite a
+  ** feed that another output (the feed itself) still has to read */
+  for (int pass = 0; pass < 2; pass++)
+    for (int i = 0; i < s->n_out && rc == 0; i++) {
+      if ((pass == 0) == (given[i] != NULL)) continue;
+      const df_slot *sl = &s->slots[s->out_slots[i]];
+      const df_node *nd = df_graph_node(g, sl->node);
+      if (!given[i]) outputs[i] = df_tensor_new(nd->dtype, nd->ndim, nd->shape, err);
+      if (!outputs[i]) rc = DF_ENOMEM;
+      else if (outputs[i]->data != ptr[s->out_slots[i]])
+        memcpy(outputs[i]->data, ptr[s->out_slots[i]], outputs[i]->nbytes);
+    }
   if (rc)
     for (int i = 0; i < s->n_out; i++) {
       if (!given[i]) df_tensor_unref(outputs[i]);
       outputs[i] = given[i];
     }
+  for (int i = 0; copies && i < s->n_out; i++) free(copies[i]);
+  free(copies);
   free(given);
   free(ptr);
   free(bufs);

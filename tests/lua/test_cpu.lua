@@ -105,11 +105,14 @@ T.test("rule_shared", function()
   local g = df.graph()
   local x = df.input(g, "x", "f32", {4, 8})
   local e = df.exp(x)
-  local y = df.log(e) + df.sqrt(e)
+  local y = df.sum(df.log(e), -1) + df.sum(df.sqrt(e), -1) -- two reduction kernels read e
   local v = df.reshape(x, {32}) -- a view: cheap, never materialised for sharing
   local z = v * v
-  local s = schedule(g, {y, z})
+  local w = df.exp(x * 2)       -- read twice, but only inside one output's kernel
+  local u = df.log(w) + df.sqrt(w)
+  local s = schedule(g, {y, z, u})
   T.eq(s.reasons[e.id], "shared")
+  T.eq(s.reasons[w.id], nil, "computed once inside u's kernel")
   T.eq(s.reasons[v.id], nil, "views stay fused")
 end)
 
@@ -129,6 +132,79 @@ T.test("rule_constant_table", function()
   local x = df.input(g, "x", "f32", {8, 4})
   local s = schedule(g, {x + p})
   T.eq(s.reasons[p.id], "constant_table")
+end)
+
+T.test("rule_sibling_outputs_share_one_kernel", function()
+  -- an AdamW-like update: four outputs of one shape, nothing reads them,
+  -- the shared intermediates computed once in registers
+  local g = df.graph()
+  local p = df.input(g, "p", "f32", {5, 37})
+  local gr = df.input(g, "g", "f32", {5, 37})
+  local m = df.input(g, "m", "f32", {5, 37})
+  local v = df.input(g, "v", "f32", {5, 37})
+  local lr = df.input(g, "lr", "f32", {})
+  local ok = df.input(g, "ok", "bool", {})
+  local m1 = m * 0.9 + gr * 0.1
+  local v1 = v * 0.99 + gr * gr * 0.01
+  local u = m1 / (df.sqrt(v1) + 1e-8) * lr
+  local outs = {df.where(ok, p - u, p), df.where(ok, m1, m), df.where(ok, v1, v), df.where(ok, u * 0, u)}
+  local s = schedule(g, outs)
+  T.eq(#s.steps, 1, "one kernel: " .. table.concat(s.steps, ", "))
+  T.eq(s.nout[1], 4, "four outputs")
+  T.eq(s.reasons[m1.id], nil, "m1 stays in registers")
+  table.sort(s.in_place)
+  T.eq(table.concat(s.in_place, ","), "1,2,3,4", "p, m, v in place (and the fourth over g, read by none after)")
+  local feeds = {p = df.randn("f32", {5, 37}, 1), g = df.randn("f32", {5, 37}, 2), m = df.randn("f32", {5, 37}, 3),
+                 v = df.rand("f32", {5, 37}, 4), lr = df.host("f32", {}, 0.01), ok = df.host("bool", {}, {true})}
+  local want = assert(assert(df.core.compile(g, outs, "ref")):run(feeds))
+  local got = assert(assert(df.core.compile(g, outs, "cpu")):run(feeds, {feeds.p, feeds.m, feeds.v}))
+  for k = 1, 4 do T.ok(df.compare(got[k], want[k]) <= 1e-6, "output " .. k) end
+  T.ok(df.compare(feeds.v, want[3]) <= 1e-6, "v updated in place")
+end)
+
+T.test("outputs_in_place_into_their_feeds", function()
+  local g = df.graph()
+  local p = df.input(g, "p", "f32", {3, 17})
+  local m = df.input(g, "m", "f32", {3, 17})
+  local gr = df.input(g, "g", "f32", {3, 17})
+  local b = df.input(g, "b", "f32", {17})
+  local e = df.sum(p * gr)                 -- p read before the update
+  local m1 = m * 0.5 + gr
+  local p1 = p - m1 * 0.1
+  local pb = df.expand(df.reshape(b, {1, 17}), {3, 17}) + p   -- b broadcast: never in place
+  local s = schedule(g, {e, p1, m1, pb})
+  table.sort(s.in_place)
+  T.eq(table.concat(s.in_place, ","), "2,3", "p1 into p, m1 into m")
+  local function feeds()
+    return {p = df.randn("f32", {3, 17}, 1), m = df.randn("f32", {3, 17}, 2), g = df.randn("f32", {3, 17}, 3),
+            b = df.randn("f32", {17}, 4)}
+  end
+  local want = assert(assert(df.core.compile(g, {e, p1, m1, pb}, "ref")):run(feeds()))
+  local plan = assert(df.core.compile(g, {e, p1, m1, pb}, "cpu"))
+  for round = 1, 2 do
+    -- outputs given as the feeds themselves: written in place
+    local f = feeds()
+    local res = assert(plan:run(f, {nil, f.p, f.m, nil}))
+    T.ok(rawequal(res[2], f.p) or df.compare(res[2], f.p) == 0, "p1 is p")
+    for k = 1, 4 do T.ok(df.compare(res[k], want[k]) <= 1e-6, string.format("in place, output %d", k)) end
+    T.ok(df.compare(f.p, want[2]) <= 1e-6, "p holds p1")
+    -- no outputs given: the feeds keep their values
+    local f2 = feeds()
+    local res2 = assert(plan:run(f2))
+    for k = 1, 4 do T.ok(df.compare(res2[k], want[k]) <= 1e-6, string.format("copied, output %d", k)) end
+    T.eq(df.compare(f2.p, feeds().p), 0.0, "p untouched")
+    T.eq(df.compare(f2.m, feeds().m), 0.0, "m untouched")
+    -- checked runs never write a feed half-way
+    plan:check_finite(round == 1)
+  end
+  plan:check_finite(false)
+  -- the feed is also an output: it keeps its value, p1 is not written there
+  local s2 = schedule(g, {p1, p})
+  T.eq(#s2.in_place, 1, "p1 goes into m, not p")
+  local f = feeds()
+  local r = assert(assert(df.core.compile(g, {p1, p}, "cpu")):run(f, {f.p, nil}))
+  T.ok(df.compare(r[1], want[2]) <= 1e-6, "p1")
+  T.ok(df.compare(r[2], feeds().p) == 0, "p as it was fed")
 end)
 
 -- ------------------------------------------------------------ model variants
