@@ -85,30 +85,37 @@ typedef struct fg_expr {
 
 #define FG_EXPR_N ((int)(sizeof(fg_expr) / sizeof(float)))
 
-/* The apex of each class at intensity 1, by class id. */
+/*
+** The apex of each class at intensity 1, by class id.  The classes are
+** drawn as a caricature: at the demo's 64 x 64 input a face is ~50
+** pixels wide, and each class must move a few pixels of its own in at
+** least two places (brows, eyes, mouth), with the pairs that share a
+** feature (surprise / fear: wide eyes; angry / disgust: low brows; happy
+** / disgust: narrowed eyes) told apart by another (the mouth's shape).
+*/
 static const fg_expr fg_targets[DF_FACEGEN_CLASSES] = {
-  /* happy: corners up and out, mouth a little open, cheeks raise the lower lids */
-  {.brow_raise = 0.1f, .eye_open = -0.25f, .lower_lid = 1.0f, .smile = 1.2f, .mouth_open = 0.45f,
-   .mouth_width = 0.55f, .cheek = 1.0f},
-  /* sad: inner brows up, lids heavy, corners down */
-  {.brow_raise = 0.05f, .brow_inner = 1.2f, .brow_arch = -0.5f, .eye_open = -0.35f, .smile = -1.2f,
-   .mouth_width = -0.1f, .lip_press = 0.3f, .forehead = 0.3f},
+  /* happy: a wide U smile, teeth showing, cheeks push the lower lids up */
+  {.brow_raise = 0.15f, .eye_open = -0.4f, .lower_lid = 1.0f, .smile = 1.6f, .mouth_open = 0.45f,
+   .mouth_width = 0.7f, .cheek = 1.0f},
+  /* sad: inner brow ends high, heavy lids, a deep frown */
+  {.brow_raise = 0.1f, .brow_inner = 1.6f, .brow_arch = -0.6f, .eye_open = -0.5f, .smile = -1.8f,
+   .mouth_width = -0.15f, .lip_press = 0.4f, .forehead = 0.6f},
   /* neutral */
   {.brow_raise = 0.0f},
-  /* angry: brows down and in, glare, lips pressed */
-  {.brow_raise = -1.0f, .brow_inner = -1.1f, .brow_squeeze = 1.0f, .eye_open = 0.05f, .lower_lid = 0.6f,
-   .smile = -0.25f, .mouth_width = -0.15f, .lip_press = 1.0f, .nose_wrinkle = 0.15f, .furrow = 1.0f},
-  /* surprise: brows high and arched, eyes wide, jaw dropped, mouth round */
-  {.brow_raise = 1.0f, .brow_arch = 0.6f, .eye_open = 0.6f, .mouth_open = 1.0f, .mouth_width = -0.45f,
-   .forehead = 1.0f},
-  /* disgust: nose wrinkled, upper lip raised on one side, brows lowered */
-  {.brow_raise = -0.45f, .brow_inner = -0.3f, .brow_squeeze = 0.5f, .eye_open = -0.3f, .lower_lid = 0.7f,
-   .smile = -0.35f, .smile_asym = 0.35f, .mouth_open = 0.1f, .lip_raise = 1.0f, .lip_raise_asym = 0.6f,
-   .nose_wrinkle = 1.0f, .furrow = 0.4f},
-  /* fear: brows up and drawn together, eyes wide, mouth stretched */
-  {.brow_raise = 0.6f, .brow_inner = 0.9f, .brow_squeeze = 0.7f, .brow_arch = -0.4f, .eye_open = 0.55f,
-   .smile = -0.35f, .mouth_open = 0.4f, .mouth_width = 0.6f, .lip_press = 0.3f, .furrow = 0.3f,
-   .forehead = 0.6f},
+  /* angry: brows far down and in (a V), glaring eyes, lips pressed thin */
+  {.brow_raise = -1.1f, .brow_inner = -1.3f, .brow_squeeze = 1.2f, .eye_open = 0.15f, .lower_lid = 0.8f,
+   .smile = -0.4f, .mouth_width = -0.3f, .lip_press = 1.2f, .nose_wrinkle = 0.2f, .furrow = 1.3f},
+  /* surprise: brows high and arched, eyes wide, jaw dropped, a tall round mouth */
+  {.brow_raise = 1.5f, .brow_arch = 0.9f, .eye_open = 0.9f, .mouth_open = 1.5f, .mouth_width = -0.55f,
+   .forehead = 1.2f},
+  /* disgust: nose wrinkled, upper lip raised on one side, narrowed eyes, low brows */
+  {.brow_raise = -0.6f, .brow_inner = -0.4f, .brow_squeeze = 0.6f, .eye_open = -0.5f, .lower_lid = 0.9f,
+   .smile = -0.6f, .smile_asym = 0.6f, .mouth_open = 0.2f, .lip_raise = 1.5f, .lip_raise_asym = 0.7f,
+   .nose_wrinkle = 1.3f, .furrow = 0.5f},
+  /* fear: brows up and drawn together, eyes wide, mouth stretched wide and open */
+  {.brow_raise = 0.9f, .brow_inner = 1.2f, .brow_squeeze = 0.9f, .brow_arch = -0.5f, .eye_open = 0.8f,
+   .smile = -0.6f, .mouth_open = 0.6f, .mouth_width = 0.85f, .lip_press = 0.3f, .furrow = 0.4f,
+   .forehead = 0.8f},
 };
 
 /* ------------------------------------------------------------ the clip */
@@ -212,18 +219,18 @@ static void fg_draw_ident(uint64_t seed, fg_ident *id) {
   id->taper = fg_range(&r, 0.06f, 0.2f);
   id->eye_y = fg_range(&r, -0.12f, -0.04f);
   id->eye_sp = fg_range(&r, 0.36f, 0.44f);
-  id->eye_w = fg_range(&r, 0.19f, 0.23f);
-  id->eye_h = fg_range(&r, 0.085f, 0.1f);
+  id->eye_w = fg_range(&r, 0.2f, 0.24f);
+  id->eye_h = fg_range(&r, 0.095f, 0.11f);
   id->eye_tilt = fg_range(&r, -0.08f, 0.12f);
   id->iris_r = id->eye_h * fg_range(&r, 1.0f, 1.12f);
   id->brow_gap = fg_range(&r, 0.17f, 0.22f);
-  id->brow_th = fg_range(&r, 0.045f, 0.07f);
+  id->brow_th = fg_range(&r, 0.06f, 0.08f);
   id->brow_arch = fg_range(&r, 0.015f, 0.04f);
   id->nose_y = fg_range(&r, 0.3f, 0.38f);
   id->nose_w = fg_range(&r, 0.16f, 0.22f);
   id->nose_depth = fg_range(&r, 0.2f, 0.3f);
   id->mouth_y = id->nose_y + fg_range(&r, 0.25f, 0.3f);
-  id->mouth_w = fg_range(&r, 0.3f, 0.37f);
+  id->mouth_w = fg_range(&r, 0.32f, 0.38f);
   id->lip_up = fg_range(&r, 0.045f, 0.065f);
   id->lip_dn = fg_range(&r, 0.055f, 0.08f);
   id->fold = fg_range(&r, 0.02f, 0.1f);
@@ -274,11 +281,11 @@ static void fg_draw_scene(uint64_t seed, int frames, int size, fg_scene *s) {
 
   fg_rng m = fg_stream(seed, 3);
   float S = (float)size;
-  s->sc = S * fg_range(&m, 0.3f, 0.35f);
-  s->cx = S * (0.5f + fg_range(&m, -0.05f, 0.05f));
-  s->cy = S * (0.5f + fg_range(&m, 0.0f, 0.06f));
-  s->roll = fg_range(&m, -0.14f, 0.14f);
-  s->yaw = fg_range(&m, -0.32f, 0.32f);
+  s->sc = S * fg_range(&m, 0.42f, 0.46f);
+  s->cx = S * (0.5f + fg_range(&m, -0.03f, 0.03f));
+  s->cy = S * (0.5f + fg_range(&m, -0.02f, 0.02f)) - 0.25f * s->sc;
+  s->roll = fg_range(&m, -0.08f, 0.08f);
+  s->yaw = fg_range(&m, -0.16f, 0.16f);
   static const float amp[5] = {0.02f, 0.015f, 0.035f, 0.07f, 0.015f};
   for (int k = 0; k < 5; k++) {
     s->sway[k] = amp[k] * fg_uni(&m);
@@ -299,7 +306,7 @@ static void fg_draw_scene(uint64_t seed, int frames, int size, fg_scene *s) {
   float last = (float)(frames - 1);
   s->onset = fg_range(&t, 0.08f, 0.4f) * last;
   s->dur = fg_range(&t, 0.2f, 0.45f) * last;
-  s->intensity = fg_range(&t, 0.65f, 1.0f);
+  s->intensity = fg_range(&t, 0.8f, 1.0f);
   s->blinks = fg_below(&t, 3);
   for (int k = 0; k < 3; k++) s->blink_t[k] = fg_range(&t, 0.1f, 1.0f) * last + 1.0f;
 
@@ -618,7 +625,7 @@ static void fg_face(const fg_clip *k, const fg_frame *f, float u, float v, float
   float byc = 0.5f * (f->brow_y[0] + f->brow_y[1]);
   if (f->forehead > 0.05f && fabsf(us) < 0.55f && v < byc - 0.08f) {
     float fade = 1.0f - (us / 0.55f) * (us / 0.55f);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 2; i++) {
       float yk = byc - 0.13f - 0.08f * (float)i + 0.12f * us * us;
       fg_dark(c, 0.2f * f->forehead * fade * fg_line(v - yk, 0.011f));
     }
@@ -1010,7 +1017,8 @@ static const char fg_readme[] =
     "  3 angry     brows lowered and drawn in, furrows between them, lips pressed\n"
     "  4 surprise  brows high and arched, eyes wide, jaw dropped, mouth round\n"
     "  5 disgust   nose wrinkled, upper lip raised on one side, brows lowered\n"
-    "  6 fear      brows raised and drawn together, eyes wide, mouth stretched\n"
+    "  6 fear      brows raised and drawn together, eyes wide, mouth stretched wide\n"
+    "              and open\n"
     "\n"
     "train.csv, val.csv and test.csv list one clip per line, `PATH LABEL`\n"
     "(space-separated, PATH relative to this folder), as the original's DFEW\n"

@@ -25,7 +25,7 @@
 #include "compiler/err.h"
 
 #define DF_FACEGEN_CLASSES 7
-#define DF_FACEGEN_VERSION 1 /* bump when the pictures change */
+#define DF_FACEGEN_VERSION 2 /* bump when the pictures change */
 
 /* Limits of the arguments (both ends included). */
 #define DF_FACEGEN_MIN_FRAMES 2
