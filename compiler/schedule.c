@@ -42,7 +42,7 @@ static int same_shape(const df_node *a, const df_node *b) {
 static int is_elementwise(df_op op) {
   switch (op) {
   case DF_OP_NEG: case DF_OP_EXP: case DF_OP_LOG: case DF_OP_SQRT: case DF_OP_RSQRT: case DF_OP_TANH:
-  case DF_OP_ERF: case DF_OP_ABS: case DF_OP_RECIP: case DF_OP_CAST: case DF_OP_ADD: case DF_OP_SUB:
+  case DF_OP_ERF: case DF_OP_GELU: case DF_OP_ABS: case DF_OP_RECIP: case DF_OP_CAST: case DF_OP_ADD: case DF_OP_SUB:
   case DF_OP_MUL: case DF_OP_DIV: case DF_OP_MAX: case DF_OP_MIN: case DF_OP_POW: case DF_OP_EQ:
   case DF_OP_NE: case DF_OP_LT: case DF_OP_LE: case DF_OP_GT: case DF_OP_GE: case DF_OP_WHERE:
     return 1;
@@ -207,6 +207,12 @@ static kir_e gen_uncached(gen_ctx *c, df_node_id n, const kir_e *idx) {
   case DF_OP_NEG: case DF_OP_EXP: case DF_OP_LOG: case DF_OP_SQRT: case DF_OP_RSQRT:
   case DF_OP_TANH: case DF_OP_ERF: case DF_OP_ABS: case DF_OP_RECIP:
     return kir_un(k, nd->op, gen(c, nd->inputs[0], idx));
+  case DF_OP_GELU: { /* 0.5 x (1 + erf(x / sqrt 2)): the backends know erf */
+    kir_e x = gen(c, nd->inputs[0], idx);
+    kir_e e = kir_un(k, DF_OP_ERF, kir_bin(k, DF_OP_MUL, x, kir_const_f(k, nd->dtype, 0.70710678118654752440)));
+    return kir_bin(k, DF_OP_MUL, kir_bin(k, DF_OP_MUL, x, kir_const_f(k, nd->dtype, 0.5)),
+                   kir_bin(k, DF_OP_ADD, e, kir_const_f(k, nd->dtype, 1.0)));
+  }
   case DF_OP_CAST: return kir_cast(k, nd->dtype, gen(c, nd->inputs[0], idx));
   case DF_OP_ADD: case DF_OP_SUB: case DF_OP_MUL: case DF_OP_DIV: case DF_OP_MAX:
   case DF_OP_MIN: case DF_OP_POW: case DF_OP_EQ: case DF_OP_NE: case DF_OP_LT:
@@ -684,6 +690,15 @@ out:
   return rc;
 }
 
+/* The last step that can stop a run on its input (mask_index rejects a
+** mask), or -1.  (Host library steps can also run out of memory.) */
+static int last_fallible(const df_schedule *s) {
+  int last = -1;
+  for (int i = 0; i < s->nsteps; i++)
+    if (s->steps[i].kind == DF_STEP_LIB && df_graph_node(s->g, s->steps[i].node)->op == DF_OP_MASK_INDEX) last = i;
+  return last;
+}
+
 /* Compute outputs in place into the feeds they update where that is safe
 ** (see df_schedule.out_alias): the feed's buffer replaces the output's in
 ** the kernel, and the output's slot is given up. */
@@ -696,9 +711,7 @@ static int alias_outputs(df_schedule *s, const df_node_id *outputs, int n_out) {
     free(w.stamp), free(w.memo), free(taken);
     return -1;
   }
-  int last_lib = -1; /* library steps can fail at run time (a bad mask) */
-  for (int i = 0; i < s->nsteps; i++)
-    if (s->steps[i].kind == DF_STEP_LIB) last_lib = i;
+  int last_lib = last_fallible(s);
   for (int i = 0; i < n_out; i++) {
     df_node_id o = outputs[i];
     int so = s->out_slots[i], twice = 0;
@@ -753,6 +766,81 @@ static int alias_outputs(df_schedule *s, const df_node_id *outputs, int n_out) {
   return 0;
 }
 
+/* Move each step whose outputs nothing reads (a parameter's update) to
+** just after the last step it must follow: the writers of what it reads,
+** the other readers of the feeds it overwrites, the last fallible step.
+** A gradient then dies as soon as its update has run, instead of every
+** gradient living to the end of the step. */
+typedef struct { long key; int idx; } step_key;
+
+static int cmp_step_key(const void *a, const void *b) {
+  const step_key *x = a, *y = b;
+  if (x->key != y->key) return x->key < y->key ? -1 : 1;
+  return x->idx - y->idx;
+}
+
+static void set_liveness(df_schedule *s) {
+  for (int i = 0; i < s->nslots; i++) s->slots[i].first = s->slots[i].last = -1;
+  for (int t = 0; t < s->nsteps; t++)
+    for (int k = 0; k < s->steps[t].nslots; k++) {
+      df_slot *x = &s->slots[s->steps[t].slots[k]];
+      if (x->first < 0) x->first = t;
+      x->last = t;
+    }
+  for (int i = 0; i < s->n_out; i++) s->slots[s->out_slots[i]].last = s->nsteps; /* kept to the end */
+}
+
+static int hoist_updates(df_schedule *s, const unsigned char *pure) {
+  int ns = s->nsteps, nsl = s->nslots;
+  int *writer = malloc((size_t)(nsl + 1) * sizeof *writer), *lastr = malloc((size_t)(nsl + 1) * sizeof *lastr);
+  int *prevr = malloc((size_t)(nsl + 1) * sizeof *prevr);
+  step_key *keys = malloc((size_t)(ns + 1) * sizeof *keys);
+  df_step *sorted = malloc((size_t)(ns + 1) * sizeof *sorted);
+  if (!writer || !lastr || !prevr || !keys || !sorted) {
+    free(writer), free(lastr), free(prevr), free(keys), free(sorted);
+    return -1;
+  }
+  for (int i = 0; i < nsl; i++) writer[i] = lastr[i] = prevr[i] = -1;
+  for (int t = 0; t < ns; t++) {
+    const df_step *st = &s->steps[t];
+    for (int j = 0; j < st->nout; j++) writer[df_step_out_slot(st, j)] = t;
+    for (int k = 0; k < st->nslots; k++) {
+      int q = st->slots[k];
+      if (lastr[q] != t) prevr[q] = lastr[q], lastr[q] = t;
+    }
+  }
+  int fence = last_fallible(s);
+  for (int t = 0; t < ns; t++) {
+    const df_step *st = &s->steps[t];
+    keys[t].key = 2L * t;
+    keys[t].idx = t;
+    int movable = st->kind == DF_STEP_KERNEL;
+    for (int j = 0; j < st->nout && movable; j++)
+      movable = pure[s->slots[st->slots[j]].node] || s->slots[st->slots[j]].kind == DF_SLOT_FEED;
+    if (!movable) continue;
+    int e = -1, in_place = 0;
+    for (int k = 0; k < st->nslots; k++) {
+      int q = st->slots[k];
+      if (k < st->nout) {
+        if (s->slots[q].kind == DF_SLOT_FEED) { /* overwritten in place: after its other readers */
+          in_place = 1;
+          if (prevr[q] > e) e = prevr[q];
+        }
+      } else if (writer[q] > e) {
+        e = writer[q];
+      }
+    }
+    if (in_place && fence > e) e = fence;
+    if (e < t) keys[t].key = 2L * e + 1;
+  }
+  qsort(keys, (size_t)ns, sizeof *keys, cmp_step_key);
+  for (int t = 0; t < ns; t++) sorted[t] = s->steps[keys[t].idx];
+  memcpy(s->steps, sorted, (size_t)ns * sizeof *sorted);
+  set_liveness(s);
+  free(writer), free(lastr), free(prevr), free(keys), free(sorted);
+  return 0;
+}
+
 /* ------------------------------------------------------------ memory plan */
 
 /* First-fit placement of arena slots by their [first, last] step
@@ -779,7 +867,14 @@ static void plan_memory(df_schedule *s) {
   }
   for (int i = 0; i < s->nslots; i++)
     if (s->slots[i].kind == DF_SLOT_ARENA) order[n++] = i;
-  /* slots are created in node order, which is step order: already sorted by first */
+  /* by the step that writes them first (steps may have moved) */
+  step_key *by_first = malloc((size_t)(n + 1) * sizeof *by_first);
+  if (by_first) {
+    for (int i = 0; i < n; i++) by_first[i].key = s->slots[order[i]].first, by_first[i].idx = order[i];
+    qsort(by_first, (size_t)n, sizeof *by_first, cmp_step_key);
+    for (int i = 0; i < n; i++) order[i] = by_first[i].idx;
+    free(by_first);
+  }
   for (int oi = 0; oi < n; oi++) {
     df_slot *sl = &s->slots[order[oi]];
     size_t size = ((size_t)sl->numel * df_dtype_size(sl->dtype) + 63) & ~(size_t)63;
@@ -1004,12 +1099,14 @@ df_schedule *df_schedule_build(const df_graph *g, const df_node_id *outputs, int
     s->out_slots[i] = s->slot_of[outputs[i]];
     s->slots[s->out_slots[i]].last = s->nsteps; /* kept to the end */
   }
-  if (alias_outputs(s, outputs, n_out)) {
+  s->n_out = n_out;
+  for (int i = 0; i < N; i++) live[i] = 0; /* reused: the outputs nothing reads */
+  for (int i = 0; i < n_out; i++) live[outputs[i]] = cons[outputs[i]] == 0;
+  if (alias_outputs(s, outputs, n_out) || hoist_updates(s, live)) {
     df_err_set(err, DF_ENOMEM, "schedule: out of memory");
     goto fail_slots;
   }
   plan_memory(s);
-  s->n_out = n_out;
   free(live);
   free(mat);
   free(cons);

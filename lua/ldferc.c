@@ -1112,6 +1112,37 @@ static int l_schedule(lua_State *L) {
       lua_rawseti(L, -2, ++k);
     }
   lua_setfield(L, -2, "in_place");
+  { /* the step where the most arena bytes are live, and its largest slots */
+    double best = -1;
+    int at = 0;
+    for (int t = 0; t <= s->nsteps; t++) {
+      double live = 0;
+      for (int i = 0; i < s->nslots; i++) {
+        const df_slot *x = &s->slots[i];
+        if (x->kind == DF_SLOT_ARENA && x->first <= t && x->last >= t)
+          live += (double)x->numel * (double)df_dtype_size(x->dtype);
+      }
+      if (live > best) best = live, at = t;
+    }
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, at + 1);
+    lua_setfield(L, -2, "step");
+    lua_pushnumber(L, best);
+    lua_setfield(L, -2, "bytes");
+    lua_newtable(L);
+    for (int i = 0, k = 0; i < s->nslots; i++) {
+      const df_slot *x = &s->slots[i];
+      if (x->kind != DF_SLOT_ARENA || x->first > at || x->last < at) continue;
+      lua_createtable(L, 2, 0);
+      lua_pushinteger(L, x->node);
+      lua_rawseti(L, -2, 1);
+      lua_pushnumber(L, (double)x->numel * (double)df_dtype_size(x->dtype));
+      lua_rawseti(L, -2, 2);
+      lua_rawseti(L, -2, ++k);
+    }
+    lua_setfield(L, -2, "slots");
+    lua_setfield(L, -2, "peak");
+  }
   lua_newtable(L);
   for (int i = 0; i < df_graph_count(g->g); i++) {
     const char *r = df_schedule_reason(s, i);

@@ -87,6 +87,7 @@ REF_FN(df_ref_unary) {
     case DF_OP_RSQRT: r = 1.0 / sqrt(v); break;
     case DF_OP_TANH: r = tanh(v); break;
     case DF_OP_ERF: r = erf(v); break;
+    case DF_OP_GELU: r = 0.5 * v * (1.0 + erf(v * 0.70710678118654752440)); break;
     case DF_OP_ABS: r = fabs(v); break;
     case DF_OP_RECIP: r = 1.0 / v; break;
     default: return df_err_set(err, DF_EUNSUPPORTED, "not a unary op");
@@ -192,6 +193,13 @@ GRAD_FN(df_grad_unary) {
   case DF_OP_ERF: /* 2/sqrt(pi) exp(-x^2) */
     g = MUL(MUL(gy, S(1.1283791670955126)), df_b_unary(b, DF_OP_EXP, df_b_unary(b, DF_OP_NEG, MUL(x, x))));
     break;
+  case DF_OP_GELU: { /* Phi(x) + x phi(x) = 0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi) */
+    df_node_id cdf = MUL(S(0.5), df_b_binary(b, DF_OP_ADD, S(1.0),
+                                             df_b_unary(b, DF_OP_ERF, MUL(x, S(0.70710678118654752440)))));
+    df_node_id pdf = MUL(S(0.39894228040143267794), df_b_unary(b, DF_OP_EXP, MUL(MUL(x, x), S(-0.5))));
+    g = MUL(gy, df_b_binary(b, DF_OP_ADD, cdf, MUL(x, pdf)));
+    break;
+  }
   case DF_OP_ABS: { /* sign(x): 1, -1, or 0 at 0 */
     df_node_id pos = df_b_binary(b, DF_OP_GT, x, S(0.0)), neg = df_b_binary(b, DF_OP_LT, x, S(0.0));
     df_node_id sgn = df_b_where(b, pos, S(1.0), df_b_where(b, neg, S(-1.0), S(0.0)));

@@ -56,7 +56,7 @@ end
 
 -- -------------------------------------------------------------- elementwise
 
-for _, name in ipairs {"neg", "exp", "log", "sqrt", "rsqrt", "tanh", "erf", "abs", "recip"} do
+for _, name in ipairs {"neg", "exp", "log", "sqrt", "rsqrt", "tanh", "erf", "gelu", "abs", "recip"} do
   M[name] = function(x) return op(name, {x}) end
 end
 
@@ -75,10 +75,7 @@ end
 
 function M.cast(x, dtype) return op("cast", {x}, {dtype = dtype}) end
 
--- GELU, the exact erf form: 0.5 x (1 + erf(x / sqrt 2)).
-function M.gelu(x)
-  return x * 0.5 * (M.erf(x * (1 / math.sqrt(2))) + 1)
-end
+-- M.gelu (above): the exact erf form, 0.5 x (1 + erf(x / sqrt 2)), one op.
 
 -- -------------------------------------------------------------- products
 

@@ -12,7 +12,7 @@ M.cases = {
   {"neg", {{{3, 5}}}, df.neg}, {"exp", {{{3, 5}}}, df.exp},
   {"log", {{{3, 5}, "pos"}}, df.log}, {"sqrt", {{{3, 5}, "pos"}}, df.sqrt},
   {"rsqrt", {{{3, 5}, "pos"}}, df.rsqrt}, {"tanh", {{{7}}}, df.tanh},
-  {"erf", {{{2, 3}}}, df.erf}, {"abs", {{{3, 5}}}, df.abs},
+  {"erf", {{{2, 3}}}, df.erf}, {"gelu", {{{3, 7}}}, df.gelu}, {"abs", {{{3, 5}}}, df.abs},
   {"recip", {{{3, 5}, "pos"}}, df.recip},
   {"cast", {{{2, 3}}}, function(x) return df.cast(x, "f64") end},
   {"add", {{{3, 1, 5}}, {{4, 1}}}, df.add}, {"sub", {{{2, 3}}, {{3}}}, df.sub},
