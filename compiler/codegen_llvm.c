@@ -10,8 +10,10 @@
 #include "config.h"
 
 #include "compiler/codegen_llvm.h"
+#include "compiler/kir_interp.h"
 #include "compiler/llvm_math.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +34,9 @@
 
 struct df_llvm_jit {
   LLVMOrcLLJITRef jit;
+  int n;                  /* kernels compiled into it */
+  uint64_t *hash;         /* their Kernel IR hashes */
+  df_tune_config *cfg;    /* and the configuration each was compiled with */
 };
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -275,16 +280,37 @@ static int sums_only(const kir_kernel *k, int a, int b) {
   return 1;
 }
 
-/* Mark a loop's back edge with llvm.loop.vectorize.enable: the vectoriser
-** may then reorder a floating-point reduction (sum into several partial
-** sums), which it never does on its own without fast-math flags (that the
-** C API of LLVM 14 cannot set). */
-static void force_vectorize(LLVMContextRef ctx, LLVMValueRef br) {
+/* Give a loop's back edge its llvm.loop metadata: vectorize.enable for a
+** sum reduction (the vectoriser may then reorder a floating-point
+** reduction into several partial sums, which it never does on its own
+** without fast-math flags, that the C API of LLVM 14 cannot set), and the
+** configuration's interleave and unroll counts for a VECTOR loop. */
+static void loop_metadata(LLVMContextRef ctx, LLVMValueRef br, int vectorize, int interleave, int unroll) {
+  LLVMMetadataRef ops[4];
+  int n = 0;
   LLVMMetadataRef tmp = LLVMTemporaryMDNode(ctx, NULL, 0);
-  LLVMMetadataRef kv[2] = {LLVMMDStringInContext2(ctx, "llvm.loop.vectorize.enable", 26),
-                           LLVMValueAsMetadata(LLVMConstInt(LLVMInt1TypeInContext(ctx), 1, 0))};
-  LLVMMetadataRef ops[2] = {tmp, LLVMMDNodeInContext2(ctx, kv, 2)};
-  LLVMMetadataRef id = LLVMMDNodeInContext2(ctx, ops, 2);
+  ops[n++] = tmp;
+  LLVMTypeRef i1 = LLVMInt1TypeInContext(ctx), i32 = LLVMInt32TypeInContext(ctx);
+  if (vectorize) {
+    LLVMMetadataRef kv[2] = {LLVMMDStringInContext2(ctx, "llvm.loop.vectorize.enable", 26),
+                             LLVMValueAsMetadata(LLVMConstInt(i1, 1, 0))};
+    ops[n++] = LLVMMDNodeInContext2(ctx, kv, 2);
+  }
+  if (interleave > 0) {
+    LLVMMetadataRef kv[2] = {LLVMMDStringInContext2(ctx, "llvm.loop.interleave.count", 26),
+                             LLVMValueAsMetadata(LLVMConstInt(i32, (unsigned long long)interleave, 0))};
+    ops[n++] = LLVMMDNodeInContext2(ctx, kv, 2);
+  }
+  if (unroll > 0) {
+    LLVMMetadataRef kv[2] = {LLVMMDStringInContext2(ctx, "llvm.loop.unroll.count", 22),
+                             LLVMValueAsMetadata(LLVMConstInt(i32, (unsigned long long)unroll, 0))};
+    ops[n++] = LLVMMDNodeInContext2(ctx, kv, 2);
+  }
+  if (n == 1) {
+    LLVMDisposeTemporaryMDNode(tmp);
+    return;
+  }
+  LLVMMetadataRef id = LLVMMDNodeInContext2(ctx, ops, (size_t)n);
   LLVMMetadataReplaceAllUsesWith(tmp, id); /* the loop id refers to itself */
   LLVMSetMetadata(br, LLVMGetMDKindIDInContext(ctx, "llvm.loop", 9), LLVMMetadataAsValue(ctx, id));
 }
@@ -292,7 +318,7 @@ static void force_vectorize(LLVMContextRef ctx, LLVMValueRef br) {
 /* Emit one kernel as NAME_body(noalias typed pointers..., start, end) and
 ** the entry NAME(void **bufs, start, end). */
 static int emit_kernel(LLVMContextRef ctx, LLVMModuleRef mod, const kir_kernel *k, const char *sym,
-                       df_err *err) {
+                       const df_tune_config *cfg, df_err *err) {
   emit E;
   memset(&E, 0, sizeof E);
   E.ctx = ctx;
@@ -320,10 +346,12 @@ static int emit_kernel(LLVMContextRef ctx, LLVMModuleRef mod, const kir_kernel *
   unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
   for (int i = 0; i < nb; i++)
     LLVMAddAttributeAtIndex(body, (unsigned)i + 1, LLVMCreateEnumAttribute(ctx, noalias, 0));
+  char vw[16];
+  int vwn = snprintf(vw, sizeof vw, "%d", cfg->vector_width > 0 ? cfg->vector_width : 512);
   LLVMAddAttributeAtIndex(body, LLVMAttributeFunctionIndex,
-                          LLVMCreateStringAttribute(ctx, "prefer-vector-width", 19, "512", 3));
+                          LLVMCreateStringAttribute(ctx, "prefer-vector-width", 19, vw, (unsigned)vwn));
   LLVMAddAttributeAtIndex(body, LLVMAttributeFunctionIndex,
-                          LLVMCreateStringAttribute(ctx, "min-legal-vector-width", 22, "512", 3));
+                          LLVMCreateStringAttribute(ctx, "min-legal-vector-width", 22, vw, (unsigned)vwn));
   E.fn = body;
   E.b = LLVMCreateBuilderInContext(ctx);
   LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(ctx, body, "entry");
@@ -363,7 +391,9 @@ static int emit_kernel(LLVMContextRef ctx, LLVMModuleRef mod, const kir_kernel *
       LLVMValueRef iv = LLVMBuildLoad2(E.b, i64, E.vars[L->var], "");
       LLVMBuildStore(E.b, LLVMBuildAdd(E.b, iv, LLVMConstInt(i64, 1, 0), ""), E.vars[L->var]);
       LLVMValueRef br = LLVMBuildBr(E.b, L->header);
-      if (L->flags & KF_REDUCE && sums_only(k, L->first + 1, si)) force_vectorize(ctx, br);
+      int vec = (L->flags & KF_VECTOR) != 0;
+      loop_metadata(ctx, br, (L->flags & KF_REDUCE) && sums_only(k, L->first + 1, si), vec ? cfg->interleave : 0,
+                    vec ? cfg->unroll : 0);
       LLVMPositionBuilderAtEnd(E.b, L->exit);
       break;
     }
@@ -389,6 +419,8 @@ static int emit_kernel(LLVMContextRef ctx, LLVMModuleRef mod, const kir_kernel *
       df_dtype dt = k->bufs[s->buf].dtype;
       LLVMValueRef v = ex(&E, s->val), idx = ex(&E, s->idx);
       if (dt == DF_BOOL) v = LLVMBuildZExt(E.b, to_bool(&E, v, k->exprs[s->val].dtype), ty(&E, dt), "");
+      if (cfg->wrong && (dt == DF_F32 || dt == DF_F64)) /* test only: a wrong candidate */
+        v = LLVMBuildFAdd(E.b, v, LLVMConstReal(ty(&E, dt), 1.0), "");
       LLVMValueRef p = LLVMBuildInBoundsGEP2(E.b, ty(&E, dt), E.bufs[s->buf], &idx, 1, "");
       LLVMBuildStore(E.b, v, p);
       break;
@@ -444,8 +476,8 @@ static void symbol_of(const kir_kernel *k, char *out, size_t n) {
 
 /* Compile one kernel to object code: a module of its own, verified,
 ** optimised with O3 for the host, dumped when asked. */
-static int compile_object(const kir_kernel *k, const char *sym, LLVMTargetMachineRef tm, const char *dump_dir,
-                          LLVMMemoryBufferRef *obj, df_err *err) {
+static int compile_object(const kir_kernel *k, const char *sym, const df_tune_config *cfg, LLVMTargetMachineRef tm,
+                          const char *dump_dir, LLVMMemoryBufferRef *obj, df_err *err) {
   LLVMContextRef ctx = LLVMContextCreate();
   LLVMModuleRef mod = LLVMModuleCreateWithNameInContext(k->name, ctx);
   char *triple = LLVMGetDefaultTargetTriple();
@@ -454,7 +486,7 @@ static int compile_object(const kir_kernel *k, const char *sym, LLVMTargetMachin
   LLVMTargetDataRef td = LLVMCreateTargetDataLayout(tm);
   LLVMSetModuleDataLayout(mod, td);
   LLVMDisposeTargetData(td);
-  int rc = emit_kernel(ctx, mod, k, sym, err);
+  int rc = emit_kernel(ctx, mod, k, sym, cfg, err);
   char *msg = NULL;
   if (rc == 0 && LLVMVerifyModule(mod, LLVMReturnStatusAction, &msg))
     rc = df_err_set(err, DF_EINVAL, "llvm: kernel %s does not verify: %.600s", k->name, msg);
@@ -505,75 +537,560 @@ static double now_s(void) {
   return (double)t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-df_llvm_jit *df_llvm_compile(kir_kernel *const *ks, int n, const char *dump_dir, df_cache *cache,
-                             df_llvm_stats *stats, df_err *err) {
+/* A JIT for the host that also resolves the process's symbols (libm). */
+static LLVMOrcLLJITRef new_jit(df_err *err) {
+  LLVMTargetMachineRef jtm = host_tm(err);
+  if (!jtm) return NULL;
+  LLVMOrcLLJITBuilderRef jb = LLVMOrcCreateLLJITBuilder();
+  LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(jb, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(jtm));
+  LLVMOrcLLJITRef jit = NULL;
+  LLVMErrorRef e = LLVMOrcCreateLLJIT(&jit, jb);
+  if (e) {
+    llvm_error(err, e, "creating the JIT");
+    return NULL;
+  }
+  LLVMOrcDefinitionGeneratorRef gen;
+  e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(jit), NULL, NULL);
+  if (e) {
+    llvm_error(err, e, "process symbols");
+    LLVMOrcDisposeLLJIT(jit);
+    return NULL;
+  }
+  LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(jit), gen);
+  return jit;
+}
+
+/* Add object code (copied) to a JIT. */
+static int add_object(LLVMOrcLLJITRef jit, const void *bytes, size_t size, const char *name, df_err *err) {
+  LLVMMemoryBufferRef obj = LLVMCreateMemoryBufferWithMemoryRangeCopy((const char *)bytes, size, name);
+  LLVMErrorRef e = LLVMOrcLLJITAddObjectFile(jit, LLVMOrcLLJITGetMainJITDylib(jit), obj);
+  return e ? llvm_error(err, e, "adding an object") : 0;
+}
+
+static df_kernel_fn jit_lookup(LLVMOrcLLJITRef jit, const char *sym) {
+  LLVMOrcExecutorAddress addr = 0;
+  LLVMErrorRef e = LLVMOrcLLJITLookup(jit, &addr, sym);
+  if (e) {
+    char *m = LLVMGetErrorMessage(e);
+    LLVMDisposeErrorMessage(m);
+    return NULL;
+  }
+  return (df_kernel_fn)(uintptr_t)addr;
+}
+
+/* ------------------------------------------------------------ the tuner */
+
+/* A kernel too big to interpret in reasonable time is not searched. */
+#define TUNE_MAX_WORK 4e7
+/* A candidate replaces the best so far only when its median is this much
+** faster: timings on a shared machine are noisy, and ties keep the default. */
+#define TUNE_MARGIN 0.95
+/* Time per candidate: at least this many repeats and this many seconds. */
+#define TUNE_MIN_REPS 7
+#define TUNE_MAX_REPS 41
+#define TUNE_SECONDS 0.01
+
+typedef struct tune_buffers {
+  int n;
+  void **init;   /* the random inputs */
+  void **ref;    /* the interpreter's result */
+  void **work;   /* a candidate's */
+  size_t *bytes;
+} tune_buffers;
+
+static void tune_buffers_free(tune_buffers *b) {
+  for (int i = 0; i < b->n; i++) {
+    if (b->init) free(b->init[i]);
+    if (b->ref) free(b->ref[i]);
+    if (b->work) free(b->work[i]);
+  }
+  free(b->init), free(b->ref), free(b->work), free(b->bytes);
+  memset(b, 0, sizeof *b);
+}
+
+static uint64_t splitmix(uint64_t *s) {
+  uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+/* Random inputs (a function of the kernel: the same in every process):
+** floats uniform in [-1, 1), integers in [0, 4), bools 0/1. */
+static int tune_buffers_make(const kir_kernel *k, tune_buffers *b) {
+  memset(b, 0, sizeof *b);
+  b->n = k->nbufs;
+  b->init = calloc((size_t)b->n + 1, sizeof *b->init);
+  b->ref = calloc((size_t)b->n + 1, sizeof *b->ref);
+  b->work = calloc((size_t)b->n + 1, sizeof *b->work);
+  b->bytes = calloc((size_t)b->n + 1, sizeof *b->bytes);
+  if (!b->init || !b->ref || !b->work || !b->bytes) return -1;
+  uint64_t seed = kir_hash(k);
+  for (int i = 0; i < b->n; i++) {
+    const kir_buf *kb = &k->bufs[i];
+    size_t bytes = ((size_t)(kb->numel > 0 ? kb->numel : 1) * df_dtype_size(kb->dtype) + 63) & ~(size_t)63;
+    b->bytes[i] = bytes;
+    b->init[i] = aligned_alloc(64, bytes);
+    b->ref[i] = aligned_alloc(64, bytes);
+    b->work[i] = aligned_alloc(64, bytes);
+    if (!b->init[i] || !b->ref[i] || !b->work[i]) return -1;
+    memset(b->init[i], 0, bytes);
+    for (int64_t j = 0; j < kb->numel; j++) {
+      uint64_t r = splitmix(&seed);
+      double v;
+      if (df_dtype_is_float(kb->dtype)) v = (double)(r >> 11) * (2.0 / 9007199254740992.0) - 1.0;
+      else if (kb->dtype == DF_BOOL) v = (double)(r & 1);
+      else v = (double)(r & 3);
+      df_dtype_set(kb->dtype, b->init[i], (size_t)j, v);
+    }
+    memcpy(b->ref[i], b->init[i], bytes);
+  }
+  return 0;
+}
+
+/* Whether a candidate's outputs agree with the interpreter's: floats
+** within 1e-3 relative plus 1e-4 of the buffer's largest magnitude (float32
+** arithmetic against float64), NaN where NaN, infinities equal; integers
+** and bools exactly.  Else 0 and `why` says where. */
+static int tune_agrees(const kir_kernel *k, const tune_buffers *b, char *why, size_t nwhy) {
+  for (int i = 0; i < k->nbufs; i++) {
+    const kir_buf *kb = &k->bufs[i];
+    if (!(kb->role & KB_OUT)) continue;
+    int fl = df_dtype_is_float(kb->dtype);
+    double scale = 0;
+    for (int64_t j = 0; fl && j < kb->numel; j++) {
+      double r = fabs(df_dtype_get(kb->dtype, b->ref[i], (size_t)j));
+      if (isfinite(r) && r > scale) scale = r;
+    }
+    for (int64_t j = 0; j < kb->numel; j++) {
+      double r = df_dtype_get(kb->dtype, b->ref[i], (size_t)j), o = df_dtype_get(kb->dtype, b->work[i], (size_t)j);
+      int ok;
+      if (!fl) ok = r == o;
+      else if (isnan(r) || isnan(o)) ok = isnan(r) && isnan(o);
+      else if (isinf(r) || isinf(o)) ok = r == o;
+      else ok = fabs(o - r) <= 1e-3 * fabs(r) + 1e-4 * scale;
+      if (!ok) {
+        snprintf(why, nwhy, "b%d[%lld] is %.9g, the interpreter says %.9g", i, (long long)j, o, r);
+        return 0;
+      }
+    }
+  }
+  return 1;
+}
+
+typedef struct tune_run {
+  df_kernel_fn fn;
+  void **bufs;
+} tune_run;
+
+static void tune_range(void *ctx, int64_t b, int64_t e) {
+  tune_run *r = ctx;
+  r->fn(r->bufs, b, e);
+}
+
+static double tune_once(const kir_kernel *k, df_kernel_fn fn, void **bufs, int chunks) {
+  tune_run r = {fn, bufs};
+  double t0 = now_s();
+  df_tune_run_parallel(k->parallel_extent, chunks, tune_range, &r);
+  return now_s() - t0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* One candidate measured: its object code, median time and spread. */
+typedef struct tune_cand {
+  df_tune_config cfg;
+  int status;           /* 0 timed, 1 rejected, 2 failed to compile */
+  double median, lo, hi;
+  int reps;
+  char why[160];
+} tune_cand;
+
+typedef struct tuner {
+  const kir_kernel *k;
+  const char *sym;
+  LLVMTargetMachineRef tm;
+  tune_buffers bufs;
+  df_tune_counters cnt;
+  tune_cand *cands;
+  int ncands, cap;
+  unsigned char *best_obj; /* malloc'ed object code of the best so far */
+  size_t best_size;
+  int best;                /* index into cands, -1 before the first */
+} tuner;
+
+/* Check and time one configuration; `obj`/`size` reuse object code
+** already compiled for the same code (a chunks-only change).  Keeps the
+** candidate as the best when it is the first or clearly faster.  Returns
+** 0, or < 0 on an error that ends the search. */
+static int tune_try(tuner *T, const df_tune_config *cfg, const unsigned char *obj, size_t size, df_err *err) {
+  if (T->ncands == T->cap) {
+    int cap = T->cap ? 2 * T->cap : 16;
+    tune_cand *c = realloc(T->cands, (size_t)cap * sizeof *c);
+    if (!c) return df_err_set(err, DF_ENOMEM, "llvm: out of memory");
+    T->cands = c;
+    T->cap = cap;
+  }
+  tune_cand *c = &T->cands[T->ncands++];
+  memset(c, 0, sizeof *c);
+  c->cfg = *cfg;
+  T->cnt.candidates++;
+  unsigned char *own = NULL;
+  if (!obj) {
+    LLVMMemoryBufferRef mb = NULL;
+    df_err e = {0};
+    if (compile_object(T->k, T->sym, cfg, T->tm, NULL, &mb, &e)) {
+      c->status = 2;
+      snprintf(c->why, sizeof c->why, "%.150s", e.msg);
+      return 0;
+    }
+    size = LLVMGetBufferSize(mb);
+    own = malloc(size ? size : 1);
+    if (!own) {
+      LLVMDisposeMemoryBuffer(mb);
+      return df_err_set(err, DF_ENOMEM, "llvm: out of memory");
+    }
+    memcpy(own, LLVMGetBufferStart(mb), size);
+    LLVMDisposeMemoryBuffer(mb);
+    obj = own;
+  }
+  LLVMOrcLLJITRef jit = new_jit(err);
+  if (!jit) {
+    free(own);
+    return err && err->code ? err->code : DF_EUNSUPPORTED;
+  }
+  int rc = add_object(jit, obj, size, T->sym, err);
+  df_kernel_fn fn = rc ? NULL : jit_lookup(jit, T->sym);
+  if (rc == 0 && !fn) rc = df_err_set(err, DF_EUNSUPPORTED, "llvm: tuning %s: no symbol %s", T->k->name, T->sym);
+  if (rc == 0) {
+    for (int i = 0; i < T->bufs.n; i++) memcpy(T->bufs.work[i], T->bufs.init[i], T->bufs.bytes[i]);
+    tune_once(T->k, fn, T->bufs.work, cfg->chunks);
+    if (!tune_agrees(T->k, &T->bufs, c->why, sizeof c->why)) {
+      c->status = 1;
+      T->cnt.rejected++;
+    } else {
+      double t[TUNE_MAX_REPS];
+      double first = tune_once(T->k, fn, T->bufs.work, cfg->chunks); /* warm-up */
+      int reps = first > 0 ? (int)(TUNE_SECONDS / first) : TUNE_MAX_REPS;
+      if (reps < TUNE_MIN_REPS) reps = TUNE_MIN_REPS;
+      if (reps > TUNE_MAX_REPS) reps = TUNE_MAX_REPS;
+      reps |= 1;
+      for (int r = 0; r < reps; r++) t[r] = tune_once(T->k, fn, T->bufs.work, cfg->chunks);
+      qsort(t, (size_t)reps, sizeof *t, cmp_double);
+      c->median = t[reps / 2];
+      c->lo = t[0];
+      c->hi = t[reps - 1];
+      c->reps = reps;
+      if (T->best < 0 || c->median < T->cands[T->best].median * TUNE_MARGIN) {
+        if (!own) {
+          own = malloc(size ? size : 1);
+          if (!own) rc = df_err_set(err, DF_ENOMEM, "llvm: out of memory");
+          else memcpy(own, obj, size);
+        }
+        if (own) {
+          free(T->best_obj);
+          T->best_obj = own;
+          T->best_size = size;
+          own = NULL;
+          T->best = T->ncands - 1;
+        }
+      }
+    }
+  }
+  LLVMOrcDisposeLLJIT(jit);
+  free(own);
+  return rc;
+}
+
+/* The candidates' results as JSON: the `times` value of a winner row. */
+static char *tune_times_json(const tuner *T) {
+  char *txt = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&txt, &len);
+  if (!f) return NULL;
+  char cs[64];
+  fprintf(f, "{\"winner\":\"%s\",\"candidates\":[", df_tune_format(&T->cands[T->best].cfg, cs, sizeof cs));
+  for (int i = 0; i < T->ncands; i++) {
+    const tune_cand *c = &T->cands[i];
+    fprintf(f, "%s{\"config\":\"%s\"", i ? "," : "", df_tune_format(&c->cfg, cs, sizeof cs));
+    if (c->status == 0)
+      fprintf(f, ",\"median_s\":%.4g,\"min_s\":%.4g,\"max_s\":%.4g,\"reps\":%d}", c->median, c->lo, c->hi, c->reps);
+    else {
+      fprintf(f, ",\"%s\":\"", c->status == 1 ? "rejected" : "failed");
+      for (const char *p = c->why; *p; p++)
+        if (*p != '"' && *p != '\\' && (unsigned char)*p >= 32) fputc(*p, f);
+      fprintf(f, "\"}");
+    }
+  }
+  fprintf(f, "]}");
+  fclose(f);
+  return txt;
+}
+
+/* Whether the kernel has loops the vectoriser works on (the vector width
+** matters), and VECTOR loops (interleave and unroll counts apply). */
+static int vector_loops(const kir_kernel *k) {
+  for (int i = 0; i < k->nstmts; i++)
+    if (k->stmts[i].kind == KS_FOR && (k->stmts[i].flags & (KF_VECTOR | KF_REDUCE))) return 1;
+  return 0;
+}
+
+static int has_vector(const kir_kernel *k) {
+  for (int i = 0; i < k->nstmts; i++)
+    if (k->stmts[i].kind == KS_FOR && (k->stmts[i].flags & KF_VECTOR)) return 1;
+  return 0;
+}
+
+/* Search one kernel's configurations: the default first, then one axis at
+** a time from the best so far (vector width, interleave count, unroll
+** count, chunks per thread), each candidate checked against the
+** interpreter on random inputs, then timed (a warm-up, then the median of
+** repeats).  Returns 1 with the winner's object code (*obj, malloc'ed),
+** configuration and times (JSON, malloc'ed); 0 when the kernel cannot be
+** searched (it is then compiled with the default); < 0 on an error. */
+static int tune_kernel(const kir_kernel *k, const char *sym, LLVMTargetMachineRef tm, df_tune_config *out_cfg,
+                       unsigned char **obj, size_t *size, char **times, df_tune_counters *cnt, df_err *err) {
+  double t0 = now_s();
+  tuner T;
+  memset(&T, 0, sizeof T);
+  T.k = k;
+  T.sym = sym;
+  T.tm = tm;
+  T.best = -1;
+  int rc = 0, found = 0;
+  for (int i = 0; i < k->nstmts; i++)
+    if (k->stmts[i].kind == KS_TILE_DOT) goto untunable;
+  if (kir_interp_work(k) > TUNE_MAX_WORK) goto untunable;
+  if (tune_buffers_make(k, &T.bufs)) {
+    rc = df_err_set(err, DF_ENOMEM, "llvm: out of memory for tuning %s", k->name);
+    goto done;
+  }
+  {
+    df_err ie = {0};
+    if (kir_interp_run(k, T.bufs.ref, &ie)) goto untunable; /* e.g. an index out of range on random inputs */
+  }
+  df_tune_config base;
+  df_tune_default(k, &base);
+  rc = tune_try(&T, &base, NULL, 0, err);
+  if (rc) goto done;
+  if (T.best < 0) {
+    fprintf(stderr, "dferc: tune: %s: the default code disagrees with the Kernel IR interpreter (%s); not tuned\n",
+            k->name, T.cands[0].why);
+    goto untunable;
+  }
+  if (df_tune_wrong_injected()) {
+    df_tune_config w = base;
+    w.wrong = 1;
+    if ((rc = tune_try(&T, &w, NULL, 0, err))) goto done;
+  }
+  int vec = has_vector(k);
+  int avx512 = host_features && strstr(host_features, "+avx512f") != NULL;
+  if (vector_loops(k) && avx512) {
+    df_tune_config c = T.cands[T.best].cfg;
+    c.vector_width = 256;
+    if ((rc = tune_try(&T, &c, NULL, 0, err))) goto done;
+  }
+  static const int il[] = {1, 2, 4}, ur[] = {1, 4}, ch[] = {1, 16};
+  if (vec) {
+    df_tune_config b = T.cands[T.best].cfg;
+    for (size_t i = 0; i < sizeof il / sizeof *il; i++) {
+      df_tune_config c = b;
+      c.interleave = il[i];
+      if ((rc = tune_try(&T, &c, NULL, 0, err))) goto done;
+    }
+    b = T.cands[T.best].cfg;
+    for (size_t i = 0; i < sizeof ur / sizeof *ur; i++) {
+      df_tune_config c = b;
+      c.unroll = ur[i];
+      if ((rc = tune_try(&T, &c, NULL, 0, err))) goto done;
+    }
+  }
+  if (k->parallel_extent > 1) {
+    df_tune_config b = T.cands[T.best].cfg;
+    size_t n = T.best_size;
+    unsigned char *same = malloc(n ? n : 1); /* the best's code: chunks do not change it */
+    if (!same) {
+      rc = df_err_set(err, DF_ENOMEM, "llvm: out of memory");
+      goto done;
+    }
+    memcpy(same, T.best_obj, n);
+    for (size_t i = 0; i < sizeof ch / sizeof *ch && rc == 0; i++) {
+      df_tune_config c = b;
+      c.chunks = ch[i];
+      rc = tune_try(&T, &c, same, n, err);
+    }
+    free(same);
+    if (rc) goto done;
+  }
+  *out_cfg = T.cands[T.best].cfg;
+  *times = tune_times_json(&T);
+  *obj = T.best_obj;
+  *size = T.best_size;
+  T.best_obj = NULL;
+  found = 1;
+  T.cnt.searched++;
+  goto done;
+untunable:
+  T.cnt.untunable++;
+done:
+  T.cnt.seconds = now_s() - t0;
+  cnt->searched += T.cnt.searched;
+  cnt->untunable += T.cnt.untunable;
+  cnt->candidates += T.cnt.candidates;
+  cnt->rejected += T.cnt.rejected;
+  cnt->seconds += T.cnt.seconds;
+  free(T.best_obj);
+  free(T.cands);
+  tune_buffers_free(&T.bufs);
+  return rc ? rc : found;
+}
+
+/* ------------------------------------------------------------ compiling */
+
+static void key_of(df_cache_key *key, const char *hex, const char *toolchain, const char *tuning) {
+  memset(key, 0, sizeof *key);
+  key->ir_hash = hex;
+  key->backend = "cpu";
+  key->device = "host";
+  key->arch = host_features ? host_features : "";
+  key->toolchain = toolchain;
+  key->dferc_version = PACKAGE_VERSION;
+  key->options = DF_CODEGEN_VERSION " O3";
+  key->tuning = tuning;
+}
+
+df_llvm_jit *df_llvm_compile_with(kir_kernel *const *ks, int n, const df_llvm_options *o, df_llvm_stats *stats,
+                                  df_err *err) {
   pthread_once(&init_once, init_llvm);
   double t0 = now_s();
-  df_llvm_stats st = {0, 0, 0, 0};
+  df_llvm_options none = {0};
+  if (!o) o = &none;
+  const char *dump_dir = o->dump_dir;
+  df_cache *cache = o->cache;
+  int search = o->tune == DF_TUNE_SEARCH;
+  df_llvm_stats st;
+  memset(&st, 0, sizeof st);
+  df_tune_counters cnt;
+  memset(&cnt, 0, sizeof cnt);
   df_llvm_jit *j = calloc(1, sizeof *j);
-  LLVMTargetMachineRef tm = j ? host_tm(err) : NULL, jtm = tm ? host_tm(err) : NULL;
   int rc = 0;
-  if (!j || !tm || !jtm) {
-    rc = err && err->code ? err->code : df_err_set(err, DF_ENOMEM, "llvm: out of memory");
+  LLVMTargetMachineRef tm = NULL;
+  if (j) {
+    j->hash = calloc((size_t)n + 1, sizeof *j->hash);
+    j->cfg = calloc((size_t)n + 1, sizeof *j->cfg);
+  }
+  if (!j || !j->hash || !j->cfg) {
+    rc = df_err_set(err, DF_ENOMEM, "llvm: out of memory");
   } else {
-    LLVMOrcLLJITBuilderRef jb = LLVMOrcCreateLLJITBuilder();
-    LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(jb, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(jtm));
-    jtm = NULL;
-    LLVMErrorRef e = LLVMOrcCreateLLJIT(&j->jit, jb);
-    if (e) {
-      rc = llvm_error(err, e, "creating the JIT");
-      j->jit = NULL;
-    }
-    if (rc == 0) {
-      LLVMOrcDefinitionGeneratorRef gen;
-      e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(j->jit), NULL, NULL);
-      if (e) rc = llvm_error(err, e, "process symbols");
-      else LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(j->jit), gen);
-    }
+    tm = host_tm(err);
+    j->jit = tm ? new_jit(err) : NULL;
+    if (!tm || !j->jit) rc = err && err->code ? err->code : df_err_set(err, DF_EUNSUPPORTED, "llvm: no JIT");
   }
   char toolchain[64];
   snprintf(toolchain, sizeof toolchain, "llvm %s", LLVM_VERSION_STRING);
-  uint64_t *done = calloc((size_t)n + 1, sizeof *done);
-  int ndone = 0;
-  if (!done && rc == 0) rc = df_err_set(err, DF_ENOMEM, "llvm: out of memory");
   for (int i = 0; i < n && rc == 0; i++) {
     uint64_t h = kir_hash(ks[i]);
     int seen = 0;
-    for (int d = 0; d < ndone && !seen; d++) seen = done[d] == h;
+    for (int d = 0; d < j->n && !seen; d++) seen = j->hash[d] == h;
     if (seen) continue;
-    done[ndone++] = h;
     st.kernels++;
-    char sym[64], hex[24];
+    char sym[64], hex[24], tuning[64];
     symbol_of(ks[i], sym, sizeof sym);
     snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
-    df_cache_key key = {0};
-    key.ir_hash = hex;
-    key.backend = "cpu";
-    key.device = "host";
-    key.arch = host_features ? host_features : "";
-    key.toolchain = toolchain;
-    key.dferc_version = PACKAGE_VERSION;
-    key.options = DF_CODEGEN_VERSION " O3";
-    key.tuning = "";
-    LLVMMemoryBufferRef obj = NULL;
+    df_tune_config cfg;
+    df_tune_default(ks[i], &cfg);
+    df_cache_key key;
+    unsigned char *bytes = NULL; /* object code to add (malloc'ed or the entry's) */
+    size_t size = 0;
+    int have = 0;                /* 1: cfg is decided (forced or a stored winner) */
     df_cache_entry ent = {0};
-    if (cache && !dump_dir && df_cache_get(cache, &key, &ent, NULL) == 1) {
-      obj = LLVMCreateMemoryBufferWithMemoryRangeCopy((const char *)ent.blob, ent.size, sym);
+    if (o->force) {
+      cfg = *o->force;
+      have = 1;
+    } else if (cache) {
+      key_of(&key, hex, toolchain, DF_TUNE_WINNER_KEY);
+      if (df_cache_get(cache, &key, &ent, NULL) == 1 && df_tune_parse(ent.config, &cfg) == 0) {
+        have = 1;
+        cnt.from_cache++;
+        if (!dump_dir) { /* its object code is the winner's */
+          bytes = ent.blob;
+          size = ent.size;
+          ent.blob = NULL;
+          st.hits++;
+        }
+      } else {
+        df_tune_default(ks[i], &cfg);
+      }
       df_cache_entry_free(&ent);
-      st.hits++;
-    } else {
-      rc = compile_object(ks[i], sym, tm, dump_dir, &obj, err);
-      if (rc) break;
-      st.misses++;
-      if (cache)
-        df_cache_put(cache, &key, LLVMGetBufferStart(obj), LLVMGetBufferSize(obj), ks[i]->name, "", NULL);
     }
-    LLVMErrorRef e = LLVMOrcLLJITAddObjectFile(j->jit, LLVMOrcLLJITGetMainJITDylib(j->jit), obj);
-    if (e) rc = llvm_error(err, e, "adding an object");
+    if (!bytes && !have && search && !dump_dir) {
+      char *times = NULL;
+      df_tune_config won;
+      int t = tune_kernel(ks[i], sym, tm, &won, &bytes, &size, &times, &cnt, err);
+      if (t < 0) {
+        rc = t;
+        break;
+      }
+      if (t == 1) {
+        cfg = won;
+        have = 1;
+        st.misses++;
+        if (cache) {
+          key_of(&key, hex, toolchain, DF_TUNE_WINNER_KEY);
+          char cs[64];
+          int put = df_cache_put(cache, &key, bytes, size, df_tune_format(&cfg, cs, sizeof cs), times ? times : "",
+                                 NULL);
+          if (put == DF_CACHE_KEPT && df_cache_get(cache, &key, &ent, NULL) == 1 &&
+              df_tune_parse(ent.config, &cfg) == 0) {
+            /* another process stored its winner first: every process uses that one */
+            free(bytes);
+            bytes = ent.blob;
+            size = ent.size;
+            ent.blob = NULL;
+          }
+          df_cache_entry_free(&ent);
+        }
+      }
+      free(times);
+    }
+    if (!bytes && !have) cnt.defaults++;
+    if (!bytes) { /* the object of cfg: from the cache, else compiled */
+      key_of(&key, hex, toolchain, df_tune_format(&cfg, tuning, sizeof tuning));
+      if (cache && !dump_dir && df_cache_get(cache, &key, &ent, NULL) == 1) {
+        bytes = ent.blob;
+        size = ent.size;
+        ent.blob = NULL;
+        df_cache_entry_free(&ent);
+        st.hits++;
+      } else {
+        LLVMMemoryBufferRef mb = NULL;
+        rc = compile_object(ks[i], sym, &cfg, tm, dump_dir, &mb, err);
+        if (rc) break;
+        st.misses++;
+        size = LLVMGetBufferSize(mb);
+        bytes = malloc(size ? size : 1);
+        if (bytes) memcpy(bytes, LLVMGetBufferStart(mb), size);
+        LLVMDisposeMemoryBuffer(mb);
+        if (!bytes) {
+          rc = df_err_set(err, DF_ENOMEM, "llvm: out of memory");
+          break;
+        }
+        if (cache) df_cache_put(cache, &key, bytes, size, ks[i]->name, "", NULL);
+      }
+    }
+    rc = add_object(j->jit, bytes, size, sym, err);
+    free(bytes);
+    j->hash[j->n] = h;
+    j->cfg[j->n] = cfg;
+    j->n++;
   }
-  free(done);
   if (tm) LLVMDisposeTargetMachine(tm);
-  if (jtm) LLVMDisposeTargetMachine(jtm);
+  df_tune_count(&cnt);
+  st.searched = (int)cnt.searched;
+  st.tuned_from_cache = (int)cnt.from_cache;
   st.seconds = now_s() - t0;
   if (stats) *stats = st;
   if (rc) {
@@ -581,6 +1098,23 @@ df_llvm_jit *df_llvm_compile(kir_kernel *const *ks, int n, const char *dump_dir,
     return NULL;
   }
   return j;
+}
+
+df_llvm_jit *df_llvm_compile(kir_kernel *const *ks, int n, const char *dump_dir, df_cache *cache,
+                             df_llvm_stats *stats, df_err *err) {
+  df_llvm_options o = {0};
+  o.dump_dir = dump_dir;
+  o.cache = cache;
+  o.tune = df_tune_mode();
+  return df_llvm_compile_with(ks, n, &o, stats, err);
+}
+
+const df_tune_config *df_llvm_kernel_config(const df_llvm_jit *j, const kir_kernel *k) {
+  if (!j) return NULL;
+  uint64_t h = kir_hash(k);
+  for (int i = 0; i < j->n; i++)
+    if (j->hash[i] == h) return &j->cfg[i];
+  return NULL;
 }
 
 df_kernel_fn df_llvm_lookup(df_llvm_jit *j, const kir_kernel *k) {
@@ -599,6 +1133,8 @@ df_kernel_fn df_llvm_lookup(df_llvm_jit *j, const kir_kernel *k) {
 void df_llvm_free(df_llvm_jit *j) {
   if (!j) return;
   if (j->jit) LLVMOrcDisposeLLJIT(j->jit);
+  free(j->hash);
+  free(j->cfg);
   free(j);
 }
 
@@ -614,7 +1150,13 @@ df_llvm_jit *df_llvm_compile(kir_kernel *const *ks, int n, const char *dump_dir,
   df_llvm_available(err);
   return NULL;
 }
+df_llvm_jit *df_llvm_compile_with(kir_kernel *const *ks, int n, const df_llvm_options *o, df_llvm_stats *stats,
+                                  df_err *err) {
+  df_llvm_available(err);
+  return NULL;
+}
 df_kernel_fn df_llvm_lookup(df_llvm_jit *j, const kir_kernel *k) { return NULL; }
+const df_tune_config *df_llvm_kernel_config(const df_llvm_jit *j, const kir_kernel *k) { return NULL; }
 void df_llvm_free(df_llvm_jit *j) {}
 
 #endif

@@ -4,6 +4,8 @@
 */
 #include "runtime/pool.h"
 
+#include "compiler/tune.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -73,7 +75,9 @@ int df_pool_threads(void) {
   return P.nthreads;
 }
 
-void df_pool_run(int64_t n, df_pool_fn fn, void *ctx) {
+void df_pool_run(int64_t n, df_pool_fn fn, void *ctx) { df_pool_run_chunks(n, 0, fn, ctx); }
+
+void df_pool_run_chunks(int64_t n, int per_thread, df_pool_fn fn, void *ctx) {
   pthread_once(&P.once, start);
   if (n <= 0) return;
   int expected = 0;
@@ -81,7 +85,7 @@ void df_pool_run(int64_t n, df_pool_fn fn, void *ctx) {
     fn(ctx, 0, n);
     return;
   }
-  int64_t chunks = (int64_t)P.nthreads * 4;
+  int64_t chunks = (int64_t)P.nthreads * (per_thread > 0 ? per_thread : 4);
   if (chunks > n) chunks = n;
   pthread_mutex_lock(&P.mu);
   P.fn = fn;
@@ -99,3 +103,6 @@ void df_pool_run(int64_t n, df_pool_fn fn, void *ctx) {
   pthread_mutex_unlock(&P.mu);
   atomic_store(&P.busy, 0);
 }
+
+/* The autotuner times candidates on this pool. */
+__attribute__((constructor)) static void offer_to_tuner(void) { df_tune_set_parallel(df_pool_run_chunks); }

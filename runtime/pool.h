@@ -21,4 +21,10 @@ int df_pool_threads(void);
 ** chunks are done.  Runs inline when n is small or the pool is busy. */
 void df_pool_run(int64_t n, df_pool_fn fn, void *ctx);
 
+/* The same with `chunks` chunks per thread (0: the default, 4): a kernel's
+** tuned parallel grain (df_tune_config.chunks).  The pool offers this
+** function to the autotuner (df_tune_set_parallel) when the library is
+** loaded, so that candidates are timed as they will run. */
+void df_pool_run_chunks(int64_t n, int chunks, df_pool_fn fn, void *ctx);
+
 #endif
