@@ -555,6 +555,13 @@ static int build_kernel(df_schedule *s, const df_node_id *mem, int n, df_step *s
   return rc;
 }
 
+/* The slot a library step reads for operand n: n's, or, for a reshape
+** without one, the slot of what it reshapes (row-major: the same bytes). */
+static int lib_operand(const df_schedule *s, df_node_id n) {
+  while (s->slot_of[n] < 0 && df_graph_node(s->g, n)->op == DF_OP_RESHAPE) n = df_graph_node(s->g, n)->inputs[0];
+  return s->slot_of[n];
+}
+
 /* ------------------------------------------------------------ sibling outputs */
 
 /* Per-query marks over the graph's nodes (stamp[n] == cur: visited). */
@@ -976,7 +983,11 @@ df_schedule *df_schedule_build(const df_graph *g, const df_node_id *outputs, int
     unsigned char flag = is_lib(nd->op) ? READ_BY_LIB : is_select_like(nd->op) ? READ_BY_SELECT : 0;
     for (int k = 0; k < nd->ninputs; k++) {
       cons[nd->inputs[k]]++;
-      rb[nd->inputs[k]] |= flag;
+      /* a library reads a reshape in the memory of what it reshapes:
+      ** that gets the slot, the reshape costs no copy (see lib_operand) */
+      df_node_id x = nd->inputs[k];
+      while (flag == READ_BY_LIB && df_graph_node(g, x)->op == DF_OP_RESHAPE) x = df_graph_node(g, x)->inputs[0];
+      rb[x] |= flag;
     }
   }
   read_by = rb;
@@ -1073,7 +1084,7 @@ df_schedule *df_schedule_build(const df_graph *g, const df_node_id *outputs, int
         df_err_set(err, DF_ENOMEM, "schedule: out of memory");
         goto fail_slots;
       }
-      for (int k = 0; k < nd->ninputs; k++) st->slots[k] = s->slot_of[nd->inputs[k]];
+      for (int k = 0; k < nd->ninputs; k++) st->slots[k] = lib_operand(s, nd->inputs[k]);
       st->slots[nd->ninputs] = sl;
     } else {
       df_node_id mem[DF_SCHED_MAX_GROUP];
