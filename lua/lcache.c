@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cache/cache.h"
+#include "compiler/tune.h"
 
 #define CACHE_MT "dferc.Cache"
 #define ENTRY_MT "dferc.CacheEntry"     /* holder of a df_cache_entry */
@@ -348,6 +349,46 @@ static int l_tostring(lua_State *L) {
   return 1;
 }
 
+/* cache.set_tune(on): search kernels that have no tuned winner (--tune);
+** DFERC_TUNE is set to match, so that processes started from here agree. */
+static int l_set_tune(lua_State *L) {
+  int on = lua_toboolean(L, 1);
+  df_tune_set_mode(on ? DF_TUNE_SEARCH : DF_TUNE_DEFAULT);
+  setenv("DFERC_TUNE", on ? "1" : "0", 1);
+  return 0;
+}
+
+/* cache.tune_stats() -> {searched, from_cache, defaults, untunable,
+** candidates, rejected, seconds, searching}: this process's tuner. */
+static int l_tune_stats(lua_State *L) {
+  df_tune_counters c;
+  df_tune_counters_get(&c);
+  lua_createtable(L, 0, 8);
+  lua_pushinteger(L, c.searched);
+  lua_setfield(L, -2, "searched");
+  lua_pushinteger(L, c.from_cache);
+  lua_setfield(L, -2, "from_cache");
+  lua_pushinteger(L, c.defaults);
+  lua_setfield(L, -2, "defaults");
+  lua_pushinteger(L, c.untunable);
+  lua_setfield(L, -2, "untunable");
+  lua_pushinteger(L, c.candidates);
+  lua_setfield(L, -2, "candidates");
+  lua_pushinteger(L, c.rejected);
+  lua_setfield(L, -2, "rejected");
+  lua_pushnumber(L, c.seconds);
+  lua_setfield(L, -2, "seconds");
+  lua_pushboolean(L, df_tune_mode() == DF_TUNE_SEARCH);
+  lua_setfield(L, -2, "searching");
+  return 1;
+}
+
+/* cache.tune_inject_wrong(on): test only (see df_tune_inject_wrong). */
+static int l_tune_inject_wrong(lua_State *L) {
+  df_tune_inject_wrong(lua_toboolean(L, 1));
+  return 0;
+}
+
 int luaopen_dferc_cache(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"get", l_get},         {"put", l_put},     {"stats", l_stats},
@@ -374,7 +415,11 @@ int luaopen_dferc_cache(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
 
-  static const luaL_Reg funcs[] = {{"open", l_open}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"open", l_open},
+                                   {"set_tune", l_set_tune},
+                                   {"tune_stats", l_tune_stats},
+                                   {"tune_inject_wrong", l_tune_inject_wrong},
+                                   {NULL, NULL}};
   luaL_newlib(L, funcs);
   lua_createtable(L, DF_CACHE_NKEY, 0);
   for (int i = 0; i < DF_CACHE_NKEY; i++) {

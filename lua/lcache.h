@@ -18,6 +18,10 @@
 **   Cache:path()    -> path, mode ("file", "memory", "disabled")
 **   Cache:warnings() -> count, last
 **   Cache:close()   (also __close and __gc)
+**   cache.set_tune(on)  search kernels without a tuned winner (`--tune`; compiler/tune.h)
+**   cache.tune_stats() -> {searched, from_cache, defaults, untunable, candidates,
+**                          rejected, seconds, searching}: this process's autotuner
+**   cache.tune_inject_wrong(on)  test only: search adds a wrong candidate
 **
 ** A key is a table of strings named by cache.fields (ir_hash and backend
 ** required for get and put; in explain a missing field is not compared).

@@ -5,7 +5,9 @@ after `dferc` (args[1] == "cache") or after `dferc cache`.  Errors that the
 user caused are printed as one line naming the input, with status 1.
 
   dferc cache stats   [--cache DB] [--no-cache]   path, entries, bytes, hits, misses
-  dferc cache list    [--cache DB]                one line per entry, in key order
+  dferc cache list    [--cache DB]                one line per entry, in key order;
+                      the tuning field first, and for a tuned winner (tuning=winner)
+                      its configuration and the winner's median time [spread]
   dferc cache clear   [--cache DB]                remove every entry (says how many)
   dferc cache explain KEY=VALUE ... [--cache DB]  why a key misses: the nearest
                       entry and each field that differs (fields not given are
@@ -15,13 +17,15 @@ The database is --cache DB, else $DFERC_CACHE, else
 $XDG_CACHE_HOME/dferc/kernels.db, else ~/.cache/dferc/kernels.db.
 ]]
 local cache = require "dferc.cache"
+local core = require "dferc.core"
 
 local M = {}
 
 M.USAGE = [[
 usage: dferc cache stats|list|clear|explain [KEY=VALUE ...] [--cache DB] [--no-cache]
   stats    the database's path, entries, bytes, hits and misses
-  list     one line per entry: key, size, hits, last use
+  list     one line per entry: key (tuning first; a tuned winner's configuration
+           and time), size, hits, last use
   clear    remove every entry
   explain  KEY=VALUE ...: why that key misses: the nearest entry and the
            fields that differ (fields: ]] .. table.concat(cache.fields, ", ") .. [[)
@@ -104,15 +108,36 @@ local function stats(c)
   return 0
 end
 
+-- A tuned winner's times (JSON, see compiler/tune.h) in a few words:
+-- "0.0123 ms [0.0119..0.0131], 7 candidates, 1 rejected".
+local function times_summary(config, times)
+  local ok, t = pcall(core.json_decode, times)
+  if not ok or type(t) ~= "table" or type(t.candidates) ~= "table" then return nil end
+  local win, rejected = nil, 0
+  for _, c in ipairs(t.candidates) do
+    if c.rejected or c.failed then rejected = rejected + 1 end
+    if c.config == config and c.median_s and (not win or c.median_s < win.median_s) then win = c end
+  end
+  local s = win and string.format("%.4g ms [%.4g..%.4g], ", win.median_s * 1e3, win.min_s * 1e3, win.max_s * 1e3) or ""
+  return s .. plural(#t.candidates, "candidate", "candidates") .. ", " .. rejected .. " rejected"
+end
+
 local function list(c)
   local rows, err = c:list()
   if not rows then fail("%s", err) end
   for _, r in ipairs(rows) do
     local rest = {}
     for _, f in ipairs(cache.fields) do
-      if f ~= "ir_hash" and f ~= "backend" then rest[#rest + 1] = f .. "=" .. quote(r[f]) end
+      if f ~= "ir_hash" and f ~= "backend" and f ~= "tuning" then rest[#rest + 1] = f .. "=" .. quote(r[f]) end
     end
-    print(string.format("%s %s %d bytes, %s, used %s: %s", r.ir_hash, quote(r.backend), r.size,
+    -- the tuning fields first: the key's, and a tuned winner's choice and times
+    local tune = "tuning=" .. quote(r.tuning)
+    if r.tuning == "winner" then
+      tune = tune .. " config=" .. quote(r.config or "")
+      local t = times_summary(r.config, r.times or "")
+      if t then tune = tune .. " (" .. t .. ")" end
+    end
+    print(string.format("%s %s %s %d bytes, %s, used %s: %s", r.ir_hash, quote(r.backend), tune, r.size,
       plural(r.hits, "hit", "hits"), when(r.used), table.concat(rest, " ")))
   end
   return 0

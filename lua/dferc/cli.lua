@@ -50,7 +50,11 @@ commands:
   version  print the version
 
 Commands that compile take --no-cache (compile every kernel; the kernel
-cache is $DFERC_CACHE, else $XDG_CACHE_HOME/dferc/kernels.db).
+cache is $DFERC_CACHE, else $XDG_CACHE_HOME/dferc/kernels.db) and --tune
+(or DFERC_TUNE=1: search the configurations of every kernel that has no
+tuned winner in the kernel cache, check each against the Kernel IR
+interpreter, time it and store the fastest; without it a stored winner is
+used, else the default configuration).
 The default model script is models/mae_dfer.lua.  KEY=VALUE sets one config
 key (values parsed as JSON: img=64 region=[2,2,4] first="cross").]]
 
@@ -557,6 +561,10 @@ function cli.bench(args)
   return require("dferc.bench").main(opts)
 end
 
+-- The commands that compile kernels, and so take --tune.
+local TUNES = {bench = true, forward = true, ["run-io"] = true, pretrain = true, finetune = true, eval = true,
+  demo = true}
+
 function cli.main(args)
   local cmd = args[1]
   local handlers = {
@@ -585,6 +593,15 @@ function cli.main(args)
     return cmd == nil and 2 or 0
   end
   local h = handlers[cmd]
+  if TUNES[cmd] then
+    -- --tune, anywhere after the command: tuning is process-wide (and
+    -- inherited by the processes a command starts, such as bench's)
+    local rest = {}
+    for _, a in ipairs(args) do
+      if a == "--tune" then require("dferc.cache").set_tune(true) else rest[#rest + 1] = a end
+    end
+    args = rest
+  end
   if not h then
     io.stderr:write("dferc: unknown command '" .. cmd .. "'\n" .. USAGE .. "\n")
     return 2

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The autotuner through the dferc program, on a tiny fine-tuning model (its
+# forward pass: a few dozen kernels): two processes tune into one kernel
+# cache at once (--tune and DFERC_TUNE=1), every kernel gets one stored
+# winner with its times, and a later process without --tune loads the same
+# winners from the cache and compiles nothing.  Under 60 s on 2 cores.
+set -u
+D=${DFERC:-./dferc}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+export DFERC_CACHE="$tmp/kernels.db"
+unset DFERC_TUNE
+
+ok() { echo "ok $1"; }
+nok() { echo "not ok $1: $2"; }
+oneline() { tr '\n' ' ' | cut -c1-300; }
+
+if ! "$D" devices | grep -qx cpu; then
+  echo "skip tune: no cpu device in this build"
+  exit 0
+fi
+
+tiny=(forward --kind finetune --device cpu img=64 frames=8 'region=[2,2,4]' dim=64 heads=4 depth=2 B=1)
+
+# two "ranks" tune at once into one database
+"$D" "${tiny[@]}" --tune >"$tmp/a.out" 2>"$tmp/a.err" &
+pa=$!
+DFERC_TUNE=1 "$D" "${tiny[@]}" >"$tmp/b.out" 2>"$tmp/b.err" &
+pb=$!
+bad=""
+wait $pa || bad+="--tune process exited $?: $(oneline <"$tmp/a.err"); "
+wait $pb || bad+="DFERC_TUNE=1 process exited $?: $(oneline <"$tmp/b.err"); "
+if [ -z "$bad" ]; then ok two_processes_tune_one_database; else nok two_processes_tune_one_database "$bad"; fi
+
+# every kernel's default code agrees with the Kernel IR interpreter
+if grep -q "disagrees" "$tmp/a.err" "$tmp/b.err"; then
+  nok default_code_agrees_with_interpreter "$(grep -h disagrees "$tmp/a.err" "$tmp/b.err" | oneline)"
+else
+  ok default_code_agrees_with_interpreter
+fi
+
+n=$(sed -n 's/^ *\([0-9]*\) kernels: .*/\1/p' "$tmp/a.out")
+"$D" cache list >"$tmp/list1" 2>&1
+winners=$(grep -c ' tuning=winner config="vw=[0-9]* il=[0-9]* ur=[0-9]* ch=[0-9]*" ([0-9.e-]* ms \[' "$tmp/list1")
+entries=$(grep -c . "$tmp/list1")
+if [ -n "$n" ] && [ "$n" -gt 0 ] && [ "$winners" = "$n" ] && [ "$entries" = "$n" ]; then
+  ok "a_winner_per_kernel ($n kernels)"
+else
+  nok a_winner_per_kernel "$n kernels, $winners winners, $entries entries: $(head -3 "$tmp/list1" | cut -c1-160 | oneline)"
+fi
+
+# a process without --tune: every kernel from the cache, the same choices
+hits0=$("$D" cache stats | sed -n 's/^hits *//p')
+"$D" "${tiny[@]}" >"$tmp/c.out" 2>"$tmp/c.err"
+rc=$?
+hits1=$("$D" cache stats | sed -n 's/^hits *//p')
+"$D" cache list >"$tmp/list2" 2>&1
+if [ $rc -eq 0 ] && grep -q "$n kernels: $n from the kernel cache, 0 compiled" "$tmp/c.out" &&
+  [ $((hits1 - hits0)) = "$n" ]; then
+  ok "second_process_loads_winners (cache hits $hits0 -> $hits1)"
+else
+  nok second_process_loads_winners "exit $rc, hits $hits0 -> $hits1: $(grep kernels: "$tmp/c.out" | oneline) $(oneline <"$tmp/c.err")"
+fi
+cut -d' ' -f1-4 "$tmp/list1" >"$tmp/choice1"
+cut -d' ' -f1-4 "$tmp/list2" >"$tmp/choice2"
+if cmp -s "$tmp/choice1" "$tmp/choice2"; then ok same_choices; else nok same_choices "$(diff "$tmp/choice1" "$tmp/choice2" | oneline)"; fi
+loss() { sed -n 's/^ *loss .*= //p' "$1"; }
+if [ "$(loss "$tmp/a.out")" = "$(loss "$tmp/c.out")" ] && [ "$(loss "$tmp/b.out")" = "$(loss "$tmp/c.out")" ]; then
+  ok "same_results ($(loss "$tmp/c.out"))"
+else
+  nok same_results "$(loss "$tmp/a.out") $(loss "$tmp/b.out") $(loss "$tmp/c.out")"
+fi
+
+# explain names the tuning field: a winner row is not a default object
+h=$(head -1 "$tmp/list1" | cut -d' ' -f1)
+out=$("$D" cache explain ir_hash="$h" backend=cpu tuning="vw=512 il=0 ur=0 ch=0" 2>&1)
+if [[ "$out" == *"tuning:"*"wanted"*"vw=512 il=0 ur=0 ch=0"*"the entry has winner"* ]]; then
+  ok explain_names_tuning
+else
+  nok explain_names_tuning "$(echo "$out" | oneline)"
+fi
