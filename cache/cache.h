@@ -135,6 +135,11 @@ int df_cache_warnings(const df_cache *c, const char **last);
 ** after a hit.  A hit bumps the row's hit count and use time. */
 int df_cache_get(df_cache *c, const df_cache_key *k, df_cache_entry *out, df_err *err);
 
+/* The same, except that a miss is not counted (neither in the database's
+** misses nor in run_misses): for a lookup that is expected to miss, such as
+** a kernel's tuned winner before any tuning; a hit counts as a hit. */
+int df_cache_probe(df_cache *c, const df_cache_key *k, df_cache_entry *out, df_err *err);
+
 /* Store a value.  `blob` (`size` bytes; may be NULL when size is 0),
 ** `config` and `times` are copied (NULL is "").  Returns DF_CACHE_STORED,
 ** DF_CACHE_KEPT (a valid row of this key was already there and stays),

@@ -273,11 +273,13 @@ typedef struct loop_t {
 ** all sums (a max reduction does not vectorise without no-NaNs math, and
 ** forcing it would only make LLVM print a remark). */
 static int sums_only(const kir_kernel *k, int a, int b) {
+  int accs = 0;
   for (int i = a; i < b; i++) {
     const kir_stmt *s = &k->stmts[i];
     if (s->kind == KS_FOR || (s->kind == KS_ACC && s->op != DF_OP_ADD)) return 0;
+    accs += s->kind == KS_ACC;
   }
-  return 1;
+  return accs == 1; /* several: a block of columns, vectorised across them (SLP), not along the loop */
 }
 
 /* Give a loop's back edge its llvm.loop metadata: vectorize.enable for a
@@ -468,7 +470,7 @@ static int write_file(const char *dir, const char *name, const char *ext, const 
 
 /* Bumped whenever this file or llvm_math.c changes what it emits: part of the cache key,
 ** so objects from an older code generator are never served. */
-#define DF_CODEGEN_VERSION "llvm-cg-3"
+#define DF_CODEGEN_VERSION "llvm-cg-4"
 
 static void symbol_of(const kir_kernel *k, char *out, size_t n) {
   snprintf(out, n, "dferc_%016llx", (unsigned long long)kir_hash(k));
@@ -1012,7 +1014,7 @@ df_llvm_jit *df_llvm_compile_with(kir_kernel *const *ks, int n, const df_llvm_op
       have = 1;
     } else if (cache) {
       key_of(&key, hex, toolchain, DF_TUNE_WINNER_KEY);
-      if (df_cache_get(cache, &key, &ent, NULL) == 1 && df_tune_parse(ent.config, &cfg) == 0) {
+      if (df_cache_probe(cache, &key, &ent, NULL) == 1 && df_tune_parse(ent.config, &cfg) == 0) {
         have = 1;
         cnt.from_cache++;
         if (!dump_dir) { /* its object code is the winner's */

@@ -215,6 +215,29 @@ static void test_round_trip(void) {
   free(other);
 }
 
+/* df_cache_probe: a hit counts, a miss does not */
+static void test_probe(void) {
+  df_cache *c = open_q(":memory:");
+  CHECK(c);
+  if (!c) return;
+  df_cache_key k = base_key();
+  df_err e = {0};
+  df_cache_entry ent;
+  df_cache_stats st;
+  CHECK(df_cache_probe(c, &k, &ent, &e) == 0);
+  CHECK(df_cache_stats_get(c, &st, &e) == 0 && st.misses == 0 && st.run_misses == 0 && st.hits == 0);
+  CHECK(df_cache_put(c, &k, "abc", 3, "cfg", "", &e) == DF_CACHE_STORED);
+  CHECK(df_cache_probe(c, &k, &ent, &e) == 1);
+  CHECK(ent.size == 3 && memcmp(ent.blob, "abc", 3) == 0 && strcmp(ent.config, "cfg") == 0);
+  df_cache_entry_free(&ent);
+  CHECK(df_cache_stats_get(c, &st, &e) == 0 && st.hits == 1 && st.run_hits == 1 && st.misses == 0);
+  k.tuning = "other";
+  CHECK(df_cache_get(c, &k, &ent, &e) == 0);
+  CHECK(df_cache_stats_get(c, &st, &e) == 0 && st.misses == 1 && st.run_misses == 1);
+  CHECK(e.code == 0);
+  df_cache_close(c);
+}
+
 static void test_each_field_misses(void) {
   const char *db = tpath("%s.db", "fields");
   df_cache *c = open_q(db);
@@ -861,6 +884,7 @@ int main(void) {
   TEST(test_migrates_empty);
   TEST(test_unwritable_location);
   TEST(test_disabled);
+  TEST(test_probe);
   TEST(test_stats_list_clear);
   TEST(test_default_paths);
   TEST(test_fuzzed_files);
