@@ -375,9 +375,70 @@ static void emit_elementwise(gen_ctx *c, const df_node_id *mem, int n, const int
 
 static df_dtype acc_type(df_dtype t) { return df_dtype_is_float(t) ? DF_F64 : DF_I64; }
 
+/* sum / mean / amax over outer dims, the innermost dim kept (a bias
+** gradient: [rows, C] -> [C]): each parallel iteration owns W adjacent
+** outputs with W accumulators, so every row is read contiguously, W at a
+** time, instead of a column walk over the rows for each output. */
+static int reduce_block_width(const df_node *x, int64_t mask, df_op op) {
+  if (op == DF_OP_VAR || x->ndim < 2 || (mask >> (x->ndim - 1) & 1)) return 0;
+  int64_t inner = x->shape[x->ndim - 1];
+  for (int w = 16; w >= 2; w /= 2)
+    if (inner % w == 0) return w;
+  return 0;
+}
+
+static void emit_reduce_blocked(gen_ctx *c, const df_node *nd, int out, int W) {
+  kir_kernel *k = c->k;
+  df_node_id xin = nd->inputs[0];
+  const df_node *x = df_graph_node(c->g, xin);
+  int64_t mask = nd->attrs.ia[0], kept[DF_MAX_DIMS], count = 1;
+  int nk = 0;
+  for (int i = 0; i < x->ndim; i++) {
+    if (mask >> i & 1) count *= x->shape[i];
+    else kept[nk++] = x->shape[i];
+  }
+  int64_t nout = df_shape_numel(nk, kept);
+  df_dtype at = acc_type(x->dtype);
+  int o = kir_for(k, nout / W, KF_PARALLEL);
+  kir_e first = kir_imul(k, kir_var(k, o), W);
+  kir_e kidx[DF_MAX_DIMS], full[DF_MAX_DIMS];
+  unravel(k, first, nk, kept, kidx);
+  int acc[16];
+  for (int j = 0; j < W; j++)
+    acc[j] = kir_decl(k, at, nd->op == DF_OP_AMAX ? kir_const_f(k, at, -INFINITY) : kir_const_f(k, at, 0.0));
+  c->ncache = 0;
+  int nl = 0;
+  for (int i = 0, kk = 0; i < x->ndim; i++) {
+    if (mask >> i & 1) {
+      full[i] = kir_var(k, kir_for(k, x->shape[i], KF_REDUCE));
+      nl++;
+    } else {
+      full[i] = kidx[kk++];
+    }
+  }
+  kir_e last = full[x->ndim - 1];
+  for (int j = 0; j < W; j++) {
+    full[x->ndim - 1] = kir_iadd(k, last, kir_const_i(k, j));
+    kir_acc(k, acc[j], nd->op == DF_OP_AMAX ? DF_OP_MAX : DF_OP_ADD, kir_cast(k, at, gen(c, xin, full)));
+  }
+  for (int i = 0; i < nl; i++) kir_end(k);
+  for (int j = 0; j < W; j++) {
+    kir_e val = kir_tmp(k, acc[j], at);
+    if (nd->op == DF_OP_MEAN) val = kir_bin(k, DF_OP_DIV, val, kir_const_f(k, at, (double)count));
+    kir_store(k, out, kir_iadd(k, first, kir_const_i(k, j)), kir_cast(k, nd->dtype, val));
+  }
+  kir_end(k);
+}
+
 /* sum / mean / amax / var: one output element per parallel iteration, the
 ** reduced dims as nested loops. */
 static void emit_reduce(gen_ctx *c, const df_node *nd, int out) {
+  const df_node *xn = df_graph_node(c->g, nd->inputs[0]);
+  int W = df_dtype_is_float(xn->dtype) ? reduce_block_width(xn, nd->attrs.ia[0], nd->op) : 0;
+  if (W) {
+    emit_reduce_blocked(c, nd, out, W);
+    return;
+  }
   kir_kernel *k = c->k;
   df_node_id xin = nd->inputs[0];
   const df_node *x = df_graph_node(c->g, xin);

@@ -19,6 +19,13 @@ local extra = {
   {"softmax", {{{5, 37}}}, function(x) return df.softmax(x, -1) end},
   {"layernorm", {{{7, 33}}, {{33}}, {{33}}}, function(x, w, b) return df.layernorm(x, w, b, 1e-6) end},
   {"sum", {{{3, 1, 29}}}, function(x) return df.sum(x, {0, 2}, true) end},
+  -- outer dims reduced, the innermost kept: blocks of 16, 8, 4, 2 columns
+  {"sum_cols", {{{7, 48}}}, function(x) return df.sum(x, {0}) end},
+  {"sum_cols_w2", {{{5, 6}}}, function(x) return df.sum(x * x, {0}) end},
+  {"sum_cols_3d", {{{3, 5, 12}}}, function(x) return df.sum(df.exp(x), {0, 1}, true) end},
+  {"mean_cols", {{{13, 24}}}, function(x) return df.mean(x, {0}) end},
+  {"amax_cols", {{{9, 32}}}, function(x) return df.amax(x, {0}) end},
+  {"sum_mid", {{{4, 6, 16}}}, function(x) return df.sum(x, {1}) end},
   {"chain", {{{4, 31}}, {{31}}}, function(x, w) return df.gelu(df.layernorm(x, w, w, 1e-6)) * df.exp(x * 0.1) end},
   {"permute_reshape", {{{2, 3, 5, 7}}}, function(x) return df.reshape(df.permute(x, {0, 2, 1, 3}), {10, 21}) * 2 end},
 }
