@@ -1,6 +1,7 @@
 -- Parity with the original PyTorch implementation: `dferc run-io --grads`
--- on the public fixtures reproduces every stored output on ref and cpu within 1e-5
--- and every parameter's gradient within 1e-4 (relative error
+-- on the public fixtures reproduces every stored output on every device
+-- (ref, cpu, and cuda where it can run; $DFERC_TEST_DEVICES picks) within
+-- 1e-5 and every parameter's gradient within 1e-4 (relative error
 -- ||out - ref|| / ||ref||).
 local T = dofile((arg[0]:match("(.*/)") or "./") .. "testlib.lua")
 local df = require "dferc"
@@ -12,7 +13,7 @@ local outputs = {
 }
 
 local runs = {}
-for _, device in ipairs {"ref", "cpu"} do
+for _, device in ipairs(T.devices {"ref", "cpu", "cuda"}) do
   for _, case in ipairs {"finetune_tiny", "pretrain_tiny"} do runs[#runs + 1] = {case, device} end
 end
 for _, run in ipairs(runs) do
@@ -20,6 +21,10 @@ for _, run in ipairs(runs) do
   T.test("parity_" .. case .. "_" .. device, function()
     local dir = T.fixtures() or T.skip("no fixtures (set DFERC_FIXTURES)")
     if device == "cpu" and not T.has_cpu() then T.skip("no cpu device in this build") end
+    if device == "cuda" then
+      local usable, why = T.device_usable("cuda")
+      if not usable then T.skip(why) end
+    end
     local out = os.tmpname()
     local base = dir .. "/" .. case
     local ok, rc = pcall(cli.run_io, {"run-io", "--config", base .. ".config.json",

@@ -38,12 +38,19 @@ local function setup(dir, case, device)
           fixture = assert(df.load(base .. ".train.safetensors"))}
 end
 
-for _, run in ipairs {{"finetune_tiny", "ref"}, {"pretrain_tiny", "ref"},
-                      {"finetune_tiny", "cpu"}, {"pretrain_tiny", "cpu"}} do
+local runs = {}
+for _, device in ipairs(T.devices {"ref", "cpu", "cuda"}) do
+  for _, case in ipairs {"finetune_tiny", "pretrain_tiny"} do runs[#runs + 1] = {case, device} end
+end
+for _, run in ipairs(runs) do
   local case, device = run[1], run[2]
   T.test("train_steps_" .. case .. "_" .. device, function()
     local dir = T.fixtures() or T.skip("no fixtures (set DFERC_FIXTURES)")
     if device == "cpu" and not T.has_cpu() then T.skip("no cpu device in this build") end
+    if device == "cuda" then
+      local usable, why = T.device_usable("cuda")
+      if not usable then T.skip(why) end
+    end
     local c = setup(dir, case, device)
     local fx = c.fixture.tensors
     -- the schedule

@@ -70,6 +70,24 @@ function T.fixtures()
   return nil
 end
 
+-- Is a device usable here?  true, or nil and why not (one line).
+function T.device_usable(name)
+  local df = require "dferc"
+  local ok, why = df.core.compile(df.graph(), {}, name)
+  if ok then return true end
+  return nil, tostring(why)
+end
+
+-- The devices a cross-device test runs on: $DFERC_TEST_DEVICES (comma
+-- separated), else `default`.
+function T.devices(default)
+  local env = os.getenv("DFERC_TEST_DEVICES")
+  if not env or env == "" then return default end
+  local list = {}
+  for d in env:gmatch("[^,]+") do list[#list + 1] = d end
+  return list
+end
+
 -- Is the cpu device usable in this build (LLVM)?
 function T.has_cpu()
   local df = require "dferc"
