@@ -609,6 +609,16 @@ done:
   return rc;
 }
 
+/* The slots a step writes: a kernel's KB_OUT buffers, a library step's
+** last slot. */
+static int check_step_outputs(df_plan *p, const df_step *st, df_err *err) {
+  if (st->kind != DF_STEP_KERNEL) return check_device_slot(p, st->slots[st->nslots - 1], err);
+  int rc = 0;
+  for (int b = 0; b < st->kernel->nbufs && rc == 0; b++)
+    if (st->kernel->bufs[b].role & KB_OUT) rc = check_device_slot(p, st->slots[b], err);
+  return rc;
+}
+
 /* DFERC_PROFILE: the slowest steps of a run and the time by kernel
 ** family (a kernel's name without its node suffix), as the cpu device
 ** prints them; DFERC_PROFILE_OUT=FILE also gets them as JSON. */
@@ -618,15 +628,21 @@ typedef struct fam {
   int n;
 } fam;
 
+static int env_on(const char *name) {
+  const char *e = getenv(name);
+  return e && *e && strcmp(e, "0") != 0;
+}
+
 static void report_profile(const df_schedule *s, const double *t) {
+  FILE *o = env_on("DFERC_PROFILE") ? stderr : NULL;
   double total = 0, kind[3] = {0, 0, 0};
   for (int i = 0; i < s->nsteps; i++) {
     total += t[i];
     kind[s->steps[i].kind] += t[i];
   }
-  fprintf(stderr, "profile: %d steps, %.3f s on the GPU: kernels %.3f s, matmul (cuBLAS) %.3f s, library kernels %.3f s\n",
+  if (o) fprintf(o, "profile: %d steps, %.3f s on the GPU: kernels %.3f s, matmul (cuBLAS) %.3f s, library kernels %.3f s\n",
           s->nsteps, total, kind[0], kind[1], kind[2]);
-  unsigned char *shown = calloc((size_t)s->nsteps + 1, 1);
+  unsigned char *shown = o ? calloc((size_t)s->nsteps + 1, 1) : NULL;
   for (int r = 0; shown && r < 12; r++) {
     int best = -1;
     for (int i = 0; i < s->nsteps; i++)
@@ -635,7 +651,7 @@ static void report_profile(const df_schedule *s, const double *t) {
     shown[best] = 1;
     const df_node *nd = df_graph_node(s->g, s->steps[best].node);
     char sb[160];
-    fprintf(stderr, "  %7.4f s  %-40s %s %s:%d\n", t[best], step_name(s, best), df_node_shape_str(nd, sb, sizeof sb),
+    fprintf(o, "  %7.4f s  %-40s %s %s:%d\n", t[best], step_name(s, best), df_node_shape_str(nd, sb, sizeof sb),
             nd->file, nd->line);
   }
   free(shown);
@@ -659,7 +675,7 @@ static void report_profile(const df_schedule *s, const double *t) {
     fam tmp = f[r];
     f[r] = f[best];
     f[best] = tmp;
-    if (r < 16) fprintf(stderr, "  family %7.4f s  %4d x  %s\n", f[r].t, f[r].n, f[r].name);
+    if (o && r < 16) fprintf(o, "  family %7.4f s  %4d x  %s\n", f[r].t, f[r].n, f[r].name);
   }
   const char *out = getenv("DFERC_PROFILE_OUT");
   FILE *jf = out && *out && f ? fopen(out, "w") : NULL;
@@ -677,9 +693,8 @@ static void report_profile(const df_schedule *s, const double *t) {
 }
 
 static int profiling(void) {
-  const char *e = getenv("DFERC_PROFILE");
   const char *o = getenv("DFERC_PROFILE_OUT");
-  return (e && *e && strcmp(e, "0") != 0) || (o && *o);
+  return env_on("DFERC_PROFILE") || (o && *o);
 }
 
 /* ------------------------------------------------------------ run */
@@ -747,7 +762,7 @@ static int cuda_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor 
       CUresult r = df_cu.cuStreamSynchronize(gpu.stream);
       if (r != CUDA_SUCCESS) rc = cu_error(err, r, "cuStreamSynchronize", __LINE__);
     }
-    if (rc == 0 && p->check_finite) rc = check_device_slot(p, s->steps[i].slots[s->steps[i].nslots - 1], err);
+    if (rc == 0 && p->check_finite) rc = check_step_outputs(p, &s->steps[i], err);
     if (rc) {
       /* say which step: its kernel and the Lua line that built it */
       const df_node *nd = df_graph_node(g, s->steps[i].node);

@@ -7,6 +7,10 @@ records as JSON.
   dferc bench [--device cpu] [--out FILE.json] [--workloads a,b,...]
               [--repeats N] [--quick]
 
+On cuda the ceiling is cuBLAS's float32 product rate (bench.cuda_sgemm_gflops)
+and each record also holds `kernel_times`: the last run's time on the GPU by
+kernel family, from CUDA events.
+
 Workloads: finetune_infer_b1, finetune_infer_b4 (full-size fine-tuning
 forward), pretrain_step_b2 (full-size pre-training step: forward, backward,
 AdamW; 90% part-window mask), compile_pretrain_step (wall time to build
@@ -121,6 +125,16 @@ function bench.run_one(name, device, quick, repeats)
     times[i] = core.clock() - s
   end
   rec.seconds = median(times)
+  -- the cuda device's per-kernel times (CUDA events) of the last run,
+  -- which it wrote to $DFERC_PROFILE_OUT (set by bench.main)
+  local pf = os.getenv("DFERC_PROFILE_OUT")
+  local f = pf and pf ~= "" and io.open(pf)
+  if f then
+    local prof = core.json_decode(f:read("a"))
+    f:close()
+    os.remove(pf)
+    if type(prof) == "table" then rec.kernel_times = prof end
+  end
   if not quick then rec.gflops = w.ref_gflop * w.batch / rec.seconds end
   rec.graph_gflops = rec.graph_gflop / rec.seconds
   rec.peak_rss_mb = core.peak_rss_mb()
@@ -160,6 +174,30 @@ local function json(v, indent)
 end
 bench.json = json
 
+-- The GPU's float32 product rate through the cuda device: a chain of
+-- products in one plan (so the copies in and out are a small share),
+-- the best of a few runs.
+function bench.cuda_sgemm_gflops(quick)
+  local n, chain = quick and 256 or 4096, quick and 4 or 32
+  local g = df.graph()
+  local x = df.input(g, "x", "f32", {n, n})
+  local w = df.input(g, "w", "f32", {n, n})
+  local y = x
+  for _ = 1, chain do y = df.matmul(y, w) end
+  local c = assert(df.compile {outputs = {y = y}, device = "cuda"})
+  -- w scaled so that the chain neither overflows nor vanishes
+  local feeds = {x = df.randn("f32", {n, n}, 1), w = df.randn("f32", {n, n}, 2)}
+  for i = 1, n * n do feeds.w:set(i, feeds.w:get(i) / math.sqrt(n)) end
+  assert(c:run(feeds))
+  local best = math.huge
+  for _ = 1, 3 do
+    local s = core.clock()
+    assert(c:run(feeds))
+    best = math.min(best, core.clock() - s)
+  end
+  return 2 * n * n * n * chain / best / 1e9
+end
+
 function bench.main(opts)
   local device = opts.device or require("dferc.cli").fastest_device()
   local quick = opts.quick and true or false
@@ -181,22 +219,31 @@ function bench.main(opts)
     names = ORDER
   end
   local blas = core.blas()
-  local ceiling = core.sgemm_gflops(quick and 512 or 2048, quick and 2 or 5)
-  print(string.format("ceiling: OpenBLAS sgemm %.1f GFLOP/s (%s, %d threads)", ceiling, blas.core, blas.threads))
+  local measure = function() return core.sgemm_gflops(quick and 512 or 2048, quick and 2 or 5) end
+  if device == "cuda" then measure = function() return bench.cuda_sgemm_gflops(quick) end end
+  local ceiling = measure()
+  if device == "cuda" then
+    print(string.format("ceiling: cuBLAS sgemm (float32, no TF32) %.1f GFLOP/s", ceiling))
+  else
+    print(string.format("ceiling: OpenBLAS sgemm %.1f GFLOP/s (%s, %d threads)", ceiling, blas.core, blas.threads))
+  end
   local exe = core.exe()
   local records = {}
   for _, n in ipairs(names) do
     if not WORKLOADS[n] then error({msg = "bench: unknown workload '" .. n .. "'"}, 0) end
-    local cmd = string.format("'%s' bench --one %s --device %s --repeats %d%s 2>&1", exe, n, device, repeats,
-      quick and " --quick" or "")
+    -- on cuda the child also records per-kernel times (CUDA events)
+    local prof = device == "cuda" and os.tmpname() or nil
+    local cmd = string.format("%s'%s' bench --one %s --device %s --repeats %d%s 2>&1",
+      prof and ("DFERC_PROFILE_OUT='" .. prof .. "' ") or "", exe, n, device, repeats, quick and " --quick" or "")
     local p = io.popen(cmd)
     local out = p:read("a")
     p:close()
     local line = out:match("(%b{})%s*$")
+    if prof then os.remove(prof) end
     local rec = line and core.json_decode(line)
     if type(rec) ~= "table" then rec = {workload = n, error = out:sub(-300)} end
     rec.ceiling_gflops = ceiling
-    rec.blas_core = blas.core
+    rec.blas_core = device == "cuda" and "cuBLAS" or blas.core
     records[#records + 1] = rec
     if rec.error then
       print(string.format("%-24s error: %s", n, rec.error))
@@ -209,7 +256,7 @@ function bench.main(opts)
   end
   -- the ceiling again after the workloads: a busy machine lowers either
   -- measurement, so the best of the two stands for the machine
-  local after = core.sgemm_gflops(quick and 512 or 2048, quick and 2 or 5)
+  local after = measure()
   if after > ceiling then
     print(string.format("ceiling measured again: %.1f GFLOP/s (the best of both is used)", after))
     for _, rec in ipairs(records) do rec.ceiling_gflops = after end
