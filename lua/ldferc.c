@@ -1284,6 +1284,18 @@ static int l_cuda_check(lua_State *L) {
 }
 
 /* core.devices() -> {"ref", ...} */
+/* core.supports(device, opname) -> whether the device (built and usable
+** here or not) has a kernel for the op; false for an unknown device */
+static int l_supports(lua_State *L) {
+  const char *dev = luaL_checkstring(L, 1), *opname = luaL_checkstring(L, 2);
+  df_op op;
+  if (df_op_parse(opname, &op)) return luaL_error(L, "supports: unknown op '%s'", opname);
+  df_err e = {0};
+  const df_device *d = df_device_get(dev, &e);
+  lua_pushboolean(L, d && d->supports_op && d->supports_op(op));
+  return 1;
+}
+
 static int l_devices(lua_State *L) {
   const char *const *names = df_device_names();
   lua_newtable(L);
@@ -1360,7 +1372,7 @@ int luaopen_dferc_core(lua_State *L) {
       {"load", l_load},             {"save", l_save},
       {"load_pth", l_load_pth},
       {"json_decode", l_json_decode}, {"compile", l_compile},
-      {"devices", l_devices},       {"ops", l_ops},
+      {"devices", l_devices},       {"supports", l_supports},       {"ops", l_ops},
       {"schedule", l_schedule},     {"set_dump_dir", l_set_dump_dir},
       {"cuda_check", l_cuda_check},
       {"set_kernel_cache", l_set_kernel_cache},

@@ -26,6 +26,8 @@ load): the script returns a table S with
 opts.num_visible (pre-training) overrides the visible-token count that the
 config's mask generator implies; opts.dtype ("f32" by default, "f64" for
 gradient checks) is the dtype of the parameters and the video;
+opts.fused_attention = false builds attention from products and a softmax
+(for a device without the attention op: see df.core.supports);
 opts.training builds the training-time graph, with opts.drop_path (the
 last block's rate; linear from 0 at the first block, as the original) and
 opts.dropout drawing from the "rng.seed" input.
@@ -254,7 +256,7 @@ end
 
 local function build_finetune(cfg, opts)
   local g = S.geometry(cfg)
-  local Bd = nn.builder {dtype = opts.dtype, training = opts.training,
+  local Bd = nn.builder {dtype = opts.dtype, training = opts.training, fused_attention = opts.fused_attention,
                          linear_init = {kind = "trunc_normal", std = 0.02, bound = 2.0}}
   local nb, C = cfg.B, cfg.dim
   local lgi = cfg.attn == "local_global"
@@ -311,7 +313,8 @@ local function build_pretrain(cfg, opts)
   local Nv = opts.num_visible or g.Nv
   local Nm = g.N - Nv
   local lgi = cfg.attn == "local_global"
-  local Bd = nn.builder {dtype = opts.dtype, training = opts.training, linear_init = {kind = "xavier_uniform"}}
+  local Bd = nn.builder {dtype = opts.dtype, training = opts.training, fused_attention = opts.fused_attention,
+                         linear_init = {kind = "xavier_uniform"}}
   local nb, C, Cd = cfg.B, cfg.enc_dim, cfg.dec_dim
   local model = {builder = Bd, graph = Bd.g, config = cfg, geometry = g, inputs = {}, outputs = {}}
   if Nv < 1 or Nm < 1 then

@@ -20,6 +20,7 @@
 
 #include "compiler/codegen_llvm.h"
 #include "compiler/schedule.h"
+#include "runtime/attention_cpu.h"
 #include "runtime/device.h"
 #include "runtime/pool.h"
 
@@ -377,7 +378,14 @@ static int cpu_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor *
       break;
     }
     case DF_STEP_MATMUL: run_matmul(g, st, ptr); break;
-    case DF_STEP_LIB: rc = run_host_ref(g, st, ptr, err); break;
+    case DF_STEP_LIB: {
+      const df_node *n = df_graph_node(g, st->node);
+      void *in[8];
+      for (int k = 0; k < n->ninputs && k < 8; k++) in[k] = ptr[st->slots[k]];
+      rc = df_cpu_attention(g, n, in, ptr[st->slots[n->ninputs]], err);
+      if (rc == DF_EUNSUPPORTED) rc = run_host_ref(g, st, ptr, err); /* the other library ops, float64 */
+      break;
+    }
     }
     for (int j = 0; j < st->nout && rc == 0 && p->check_finite; j++)
       rc = check_slot(s, df_step_out_slot(st, j), ptr[df_step_out_slot(st, j)], err);

@@ -81,7 +81,7 @@ function bench.run_one(name, device, quick, repeats)
   local cli = require "dferc.cli"
   local cfg = quick and quick_config(w.kind, w.batch) or {kind = w.kind, B = w.batch}
   local t0 = core.clock()
-  local model = S.build(cfg)
+  local model = S.build(cfg, {fused_attention = core.supports(device, "attention")})
   local rec = {workload = name, batch = w.batch, device = device, quick = quick or nil}
   local init = {}
   for i, p in ipairs(model.params) do init[p.name] = cli.init_param(p, i) end

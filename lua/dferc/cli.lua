@@ -133,7 +133,8 @@ local function load_script(path)
 end
 
 -- Run build() and turn its errors into one-line failures.
-local function build(script, cfg, opts)
+local function build(script, cfg, opts, device)
+  if device then opts.fused_attention = core.supports(device, "attention") end
   local ok, model = pcall(script.build, cfg, opts)
   if not ok then fail("%s", type(model) == "table" and model.msg or tostring(model)) end
   return model
@@ -266,7 +267,7 @@ function cli.run_io(args)
     end
     build_opts.num_visible = visible_count(mask, opts.inputs)
   end
-  local model = build(script, cfg, build_opts)
+  local model = build(script, cfg, build_opts, opts.device or "ref")
 
   local weights, werr = require("dferc.weights").load(opts.weights)
   if not weights then fail("%s", werr) end
@@ -438,7 +439,7 @@ function cli.forward(args)
   local cfg = config_from(opts, sets, script)
   local seed = tonumber(opts.seed or "0") or fail("--seed must be a number")
   local t0 = core.clock()
-  local model = build(script, cfg, {})
+  local model = build(script, cfg, {}, opts.device or cli.fastest_device())
   local t1 = core.clock()
   local feeds = {}
   for i, p in ipairs(model.params) do feeds[p.name] = init_param(p, seed * 100003 + i) end

@@ -128,6 +128,9 @@ function M.softmax(x, axis) return op("softmax", {x}, {ia = {axis or -1}}) end
 function M.log_softmax(x, axis) return op("log_softmax", {x}, {ia = {axis or -1}}) end
 
 function M.layernorm(x, w, b, eps) return op("layernorm", {x, w, b}, {fa = {eps or 1e-6}}) end
+-- Fused attention: softmax(scale q k^T) v for q [..., N, d], k, v [..., M, d]
+-- (one op: the N x M scores are never stored; see ops/attention.c).
+function M.attention(q, k, v, scale) return op("attention", {q, k, v}, {fa = {scale or 1.0}}) end
 
 -- -------------------------------------------------------------- layout
 

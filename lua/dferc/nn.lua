@@ -37,6 +37,8 @@ function nn.builder(opts)
     by_name = {},
     aliases = {},          -- ordered {alias = prefix, target = prefix}
     linear_init = opts.linear_init or {kind = "trunc_normal", std = 0.02, bound = 2.0},
+    -- attention as one op (df.attention), for devices that have it
+    fused_attention = opts.fused_attention ~= false,
   }, Builder)
 end
 
@@ -158,9 +160,14 @@ local function heads(x, h)
 end
 
 -- softmax(q k^T) v over heads; q already scaled.  [B, H, Nq, d] -> [B, Nq, H*d]
-function nn.sdpa(q, k, v)
-  local a = df.softmax(df.matmul(q, k, {tb = true}), -1)
-  local o = df.permute(df.matmul(a, v), {0, 2, 1, 3})
+-- fused: as one attention op (the same values; the scores never stored).
+function nn.sdpa(q, k, v, fused)
+  local o
+  if fused then
+    o = df.permute(df.attention(q, k, v, 1.0), {0, 2, 1, 3})
+  else
+    o = df.permute(df.matmul(df.softmax(df.matmul(q, k, {tb = true}), -1), v), {0, 2, 1, 3})
+  end
   local s = o.shape
   return df.reshape(o, {s[1], s[2], s[3] * s[4]})
 end
@@ -179,7 +186,7 @@ function nn.Attention(B, prefix, dim, nheads)
     local q = df.slice(qkv, -1, 0, dim) + q_bias
     local k = df.slice(qkv, -1, dim, 2 * dim)
     local v = df.slice(qkv, -1, 2 * dim, 3 * dim) + v_bias
-    return proj(nn.sdpa(heads(q, nheads) * scale, heads(k, nheads), heads(v, nheads)))
+    return proj(nn.sdpa(heads(q, nheads) * scale, heads(k, nheads), heads(v, nheads), B.fused_attention))
   end
 end
 
@@ -199,7 +206,7 @@ function nn.GeneralAttention(B, prefix, dim, nheads)
     local kv = df.linear(context, kv_w)
     local k = df.slice(kv, -1, 0, dim)
     local v = df.slice(kv, -1, dim, 2 * dim) + v_bias
-    return proj(nn.sdpa(heads(q, nheads) * scale, heads(k, nheads), heads(v, nheads)))
+    return proj(nn.sdpa(heads(q, nheads) * scale, heads(k, nheads), heads(v, nheads), B.fused_attention))
   end
 end
 

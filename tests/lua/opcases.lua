@@ -13,6 +13,8 @@ M.cases = {
   {"log", {{{3, 5}, "pos"}}, df.log}, {"sqrt", {{{3, 5}, "pos"}}, df.sqrt},
   {"rsqrt", {{{3, 5}, "pos"}}, df.rsqrt}, {"tanh", {{{7}}}, df.tanh},
   {"erf", {{{2, 3}}}, df.erf}, {"gelu", {{{3, 7}}}, df.gelu}, {"abs", {{{3, 5}}}, df.abs},
+  {"attention", {{{2, 3, 4}}, {{2, 5, 4}}, {{2, 5, 4}}}, function(q, k, v) return df.attention(q, k, v, 0.7) end},
+  {"attention_one_key", {{{1, 2, 3, 2}}, {{1, 2, 1, 2}}, {{1, 2, 1, 2}}}, function(q, k, v) return df.attention(q, k, v, 1.3) end},
   {"recip", {{{3, 5}, "pos"}}, df.recip},
   {"cast", {{{2, 3}}}, function(x) return df.cast(x, "f64") end},
   {"add", {{{3, 1, 5}}, {{4, 1}}}, df.add}, {"sub", {{{2, 3}}, {{3}}}, df.sub},

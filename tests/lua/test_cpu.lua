@@ -26,6 +26,11 @@ local extra = {
   {"mean_cols", {{{13, 24}}}, function(x) return df.mean(x, {0}) end},
   {"amax_cols", {{{9, 32}}}, function(x) return df.amax(x, {0}) end},
   {"sum_mid", {{{4, 6, 16}}}, function(x) return df.sum(x, {1}) end},
+  -- fused attention over several blocks of query rows, more keys than a block
+  {"attention_blocks", {{{2, 130, 24}}, {{2, 77, 24}}, {{2, 77, 24}}},
+   function(q, k, v) return df.attention(q, k, v, 0.2) end},
+  {"attention_long", {{{1, 3, 67, 16}}, {{1, 3, 201, 16}}, {{1, 3, 201, 16}}},
+   function(q, k, v) return df.attention(q, k, v, 0.25) end},
   {"chain", {{{4, 31}}, {{31}}}, function(x, w) return df.gelu(df.layernorm(x, w, w, 1e-6)) * df.exp(x * 0.1) end},
   {"permute_reshape", {{{2, 3, 5, 7}}}, function(x) return df.reshape(df.permute(x, {0, 2, 1, 3}), {10, 21}) * 2 end},
 }
@@ -259,6 +264,26 @@ T.test("model_variants_cpu_vs_ref", function()
     local worst = 0
     for k = 1, #outs do worst = math.max(worst, df.compare(res.cpu[k], res.ref[k])) end
     T.ok(worst <= 1e-4, string.format("variant %d: relative error %.3g", i, worst))
+  end
+end)
+
+-- attention as one op computes what the products and softmax compute
+T.test("fused_attention_matches_the_composed_form", function()
+  local S = require "mae_dfer"
+  for _, kind in ipairs {"pretrain", "finetune"} do
+    local res = {}
+    for _, fused in ipairs {true, false} do
+      local m = S.build(T.tiny_config(kind), {fused_attention = fused})
+      local feeds = T.tiny_feeds(m, 5)
+      local ps = {}
+      for k, p in ipairs(m.params) do ps[k] = p.tensor end
+      local outs = {m.outputs.loss}
+      for _, gt in ipairs(df.grad(m.outputs.loss, ps)) do outs[#outs + 1] = gt end
+      res[fused] = assert(assert(df.core.compile(m.graph, outs, "cpu")):run(feeds))
+    end
+    local worst = 0
+    for k = 1, #res[true] do worst = math.max(worst, df.compare(res[true][k], res[false][k])) end
+    T.ok(worst <= 1e-4, string.format("%s: relative difference %.3g", kind, worst))
   end
 end)
 

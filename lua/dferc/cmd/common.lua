@@ -92,7 +92,11 @@ function C.script(path)
   return s, path
 end
 
+-- opts.device: build for it (attention as one op where the device has it).
 function C.build(script, cfg, opts)
+  if opts.device and opts.fused_attention == nil then
+    opts.fused_attention = df.core.supports(opts.device, "attention")
+  end
   local ok, checked = pcall(script.check_config or function(c) return c end, cfg, "config")
   if not ok then C.fail("%s", tostring(checked)) end
   local ok2, model = pcall(script.build, checked, opts)

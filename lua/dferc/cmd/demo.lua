@@ -137,7 +137,7 @@ function M.pictures(out, pt, dir, G, device, seed)
     local k, v = kv:match("^(.-)=(.*)$")
     cfg[k] = math.tointeger(tonumber(v)) or v
   end
-  local model = S.build(cfg)
+  local model = S.build(cfg, {fused_attention = df.core.supports(device, "attention")})
   local loaded = assert(W.load(pt .. "/checkpoint-latest.safetensors"))
   local feeds = {}
   for _, p in ipairs(model.params) do feeds[p.name] = loaded.tensors[p.name] end

@@ -46,7 +46,7 @@ function M.run(a)
   local cfg = {}
   for k, v in pairs(a.cfg) do cfg[k] = v end
   cfg.B = V
-  local model = C.build(a.script, cfg, {})
+  local model = C.build(a.script, cfg, {device = a.device})
   local compiled, err = df.compile {outputs = {logits = model.outputs.logits}, device = a.device}
   if not compiled then C.fail("%s", err) end
   local feeds = {}

@@ -45,7 +45,7 @@ function M.main(args)
                token = o.lg_classify_token_type}
   for _, kv in ipairs(sets) do cfg[kv[1]] = kv[2] end
   local script = C.script(o.model)
-  local model = C.build(script, cfg, {training = true, drop_path = o.drop_path})
+  local model = C.build(script, cfg, {training = true, drop_path = o.drop_path, device = device})
   local items = C.split(o.data_path, "train")
   for _, it in ipairs(items) do
     if it.label >= K then C.fail("%s: label %d of %s is outside 0..%d (--nb_classes %d)", o.data_path .. "/train.csv",

@@ -40,7 +40,7 @@ function M.main(args)
                mask = o.mask_type, win = win, mask_ratio = o.mask_ratio}
   for _, kv in ipairs(sets) do cfg[kv[1]] = kv[2] end
   local script = C.script(o.model)
-  local model = C.build(script, cfg, {training = true})
+  local model = C.build(script, cfg, {training = true, device = device})
   local g = model.geometry
   local items = C.split(o.data_path, "train")
   local steps_per_epoch = #items // o.batch_size
