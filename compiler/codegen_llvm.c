@@ -1091,6 +1091,11 @@ df_llvm_jit *df_llvm_compile_with(kir_kernel *const *ks, int n, const df_llvm_op
   }
   if (tm) LLVMDisposeTargetMachine(tm);
   df_tune_count(&cnt);
+  if (cnt.searched + cnt.untunable > 0)
+    fprintf(stderr, "dferc: tuned %lld kernels in %.1f s (%lld candidates, %lld rejected; %lld not searchable)%s\n",
+            (long long)cnt.searched, cnt.seconds, (long long)cnt.candidates, (long long)cnt.rejected,
+            (long long)cnt.untunable, cache && df_cache_mode(cache) != DF_CACHE_MODE_DISABLED
+                                          ? "; the winners are in the kernel cache" : "");
   st.searched = (int)cnt.searched;
   st.tuned_from_cache = (int)cnt.from_cache;
   st.seconds = now_s() - t0;

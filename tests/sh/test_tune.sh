@@ -3,7 +3,8 @@
 # forward pass: a few dozen kernels): two processes tune into one kernel
 # cache at once (--tune and DFERC_TUNE=1), every kernel gets one stored
 # winner with its times, and a later process without --tune loads the same
-# winners from the cache and compiles nothing.  Under 60 s on 2 cores.
+# winners from the cache and compiles nothing; then 8 processes compiling
+# overlapping kernel sets into one database at once.  Under 90 s on 2 cores.
 set -u
 D=${DFERC:-./dferc}
 tmp=$(mktemp -d)
@@ -79,3 +80,31 @@ if [[ "$out" == *"tuning:"*"wanted"*"vw=512 il=0 ur=0 ch=0"*"the entry has winne
 else
   nok explain_names_tuning "$(echo "$out" | oneline)"
 fi
+
+# 8 processes compiling overlapping kernel sets (4 tiny models, each twice)
+# into one fresh database at once: no errors, and a second run of each
+# model takes every kernel from the cache and computes the same loss
+export DFERC_CACHE="$tmp/eight.db"
+models=("depth=1 B=1" "depth=2 B=1" "depth=1 B=2" "depth=2 B=2")
+pids=()
+for i in 0 1 2 3 4 5 6 7; do
+  # shellcheck disable=SC2086
+  "$D" forward --kind finetune --device cpu img=64 frames=8 'region=[2,2,4]' dim=64 heads=4 ${models[$((i % 4))]} \
+    >"$tmp/e$i.out" 2>"$tmp/e$i.err" &
+  pids+=($!)
+done
+bad=""
+for i in 0 1 2 3 4 5 6 7; do wait "${pids[$i]}" || bad+="process $i exited $?: $(oneline <"$tmp/e$i.err"); "; done
+if [ -z "$bad" ]; then ok eight_processes_compile_at_once; else nok eight_processes_compile_at_once "$bad"; fi
+bad=""
+for i in 0 1 2 3; do
+  # shellcheck disable=SC2086
+  "$D" forward --kind finetune --device cpu img=64 frames=8 'region=[2,2,4]' dim=64 heads=4 ${models[$i]} \
+    >"$tmp/f$i.out" 2>"$tmp/f$i.err" || bad+="rerun $i exited $?; "
+  grep -q " kernels: \([0-9]*\) from the kernel cache, 0 compiled" "$tmp/f$i.out" ||
+    bad+="rerun $i compiled: $(grep kernels: "$tmp/f$i.out" | oneline); "
+  for j in $i $((i + 4)); do
+    [ "$(loss "$tmp/f$i.out")" = "$(loss "$tmp/e$j.out")" ] || bad+="model $i: loss $(loss "$tmp/f$i.out") != $(loss "$tmp/e$j.out"); "
+  done
+done
+if [ -z "$bad" ]; then ok eight_processes_same_kernels_after; else nok eight_processes_same_kernels_after "$bad"; fi
