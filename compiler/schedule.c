@@ -835,12 +835,13 @@ static int alias_outputs(df_schedule *s, const df_node_id *outputs, int n_out) {
   return 0;
 }
 
-/* Move each step whose outputs nothing reads (a parameter's update) to
+/* Move each step whose outputs nothing reads (a parameter's update), or
+** that writes a few scalars (a learning rate times its group's scale), to
 ** just after the last step it must follow: the writers of what it reads,
 ** the other readers of the feeds it overwrites, the last fallible step.
 ** A gradient then dies as soon as its update has run, instead of every
 ** gradient living to the end of the step. */
-typedef struct { long key; int idx; } step_key;
+typedef struct { double key; int idx; } step_key;
 
 static int cmp_step_key(const void *a, const void *b) {
   const step_key *x = a, *y = b;
@@ -879,28 +880,36 @@ static int hoist_updates(df_schedule *s, const unsigned char *pure) {
     }
   }
   int fence = last_fallible(s);
+  /* keys in step order: a moved step's dependencies (earlier steps) have
+  ** their final keys already; ties keep the original order */
   for (int t = 0; t < ns; t++) {
     const df_step *st = &s->steps[t];
-    keys[t].key = 2L * t;
+    keys[t].key = t;
     keys[t].idx = t;
-    int movable = st->kind == DF_STEP_KERNEL;
-    for (int j = 0; j < st->nout && movable; j++)
-      movable = pure[s->slots[st->slots[j]].node] || s->slots[st->slots[j]].kind == DF_SLOT_FEED;
-    if (!movable) continue;
-    int e = -1, in_place = 0;
+    int movable = st->kind == DF_STEP_KERNEL, small = movable;
+    int64_t out_elems = 0;
+    for (int j = 0; j < st->nout && movable; j++) {
+      const df_slot *o = &s->slots[st->slots[j]];
+      movable = pure[o->node] || o->kind == DF_SLOT_FEED;
+      out_elems += o->numel;
+    }
+    small = small && out_elems <= 64;
+    if (!movable && !small) continue;
+    double e = -1;
+    int in_place = 0;
     for (int k = 0; k < st->nslots; k++) {
       int q = st->slots[k];
       if (k < st->nout) {
         if (s->slots[q].kind == DF_SLOT_FEED) { /* overwritten in place: after its other readers */
           in_place = 1;
-          if (prevr[q] > e) e = prevr[q];
+          if (prevr[q] >= 0 && keys[prevr[q]].key > e) e = keys[prevr[q]].key;
         }
-      } else if (writer[q] > e) {
-        e = writer[q];
+      } else if (writer[q] >= 0 && keys[writer[q]].key > e) {
+        e = keys[writer[q]].key;
       }
     }
-    if (in_place && fence > e) e = fence;
-    if (e < t) keys[t].key = 2L * e + 1;
+    if (in_place && fence >= 0 && keys[fence].key > e) e = keys[fence].key;
+    if (e + 0.5 < t) keys[t].key = e + 0.5;
   }
   qsort(keys, (size_t)ns, sizeof *keys, cmp_step_key);
   for (int t = 0; t < ns; t++) sorted[t] = s->steps[keys[t].idx];

@@ -1105,6 +1105,16 @@ static int l_schedule(lua_State *L) {
     lua_rawseti(L, -2, i + 1);
   }
   lua_setfield(L, -2, "nout");
+  lua_newtable(L); /* the node of each slot each step touches (outputs first) */
+  for (int i = 0; i < s->nsteps; i++) {
+    lua_newtable(L);
+    for (int k = 0; k < s->steps[i].nslots; k++) {
+      lua_pushinteger(L, s->slots[s->steps[i].slots[k]].node);
+      lua_rawseti(L, -2, k + 1);
+    }
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "step_nodes");
   lua_newtable(L); /* the outputs (1-based) computed in place into a feed */
   for (int i = 0, k = 0; i < s->n_out; i++)
     if (s->out_alias[i]) {

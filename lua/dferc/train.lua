@@ -246,6 +246,12 @@ function train.step_graph(a)
   local g = model.graph
   local ps = {}
   for i, p in ipairs(model.params) do ps[i] = p.tensor end
+  -- a non-finite loss leaves every parameter and all optimiser state as
+  -- they were: the update is selected by the loss being finite (so the
+  -- step can write its results in place).  Built before the backward, so
+  -- that it runs before it and each update can run as soon as its
+  -- gradient is ready.
+  local finite = df.eq(df.sum(loss - loss), 0)
   local grads = df.grad(loss, ps)
   local dt = model.params[1] and model.params[1].tensor.dtype or "f32"
   local s = {
@@ -265,10 +271,6 @@ function train.step_graph(a)
     local coef = df.min(df.fill(g, opt.clip_grad, {}, dt) / (norm + 1e-6), 1.0)
     for i, gr in ipairs(grads) do grads[i] = gr * coef end
   end
-  -- a non-finite loss leaves every parameter and all optimiser state as
-  -- they were: the update is selected by the loss being finite (so the
-  -- step can write its results in place)
-  local finite = df.eq(df.sum(loss - loss), 0)
   local outputs, keys = {}, {}
   local function out(name, t)
     outputs[#outputs + 1] = t
