@@ -140,10 +140,32 @@ static void print_stmt_exprs(const kir_kernel *k, const kir_e *roots, int nroots
     }
 }
 
+/* An elementwise kernel: its PARALLEL loop holds exactly one VECTOR loop
+** and nothing else.  Its index of the VECTOR loop (statement 1) is
+** returned (its END then is statement nstmts - 2), else -1. */
+static int flat_vector_loop(const kir_kernel *k) {
+  if (k->nstmts < 4 || k->stmts[0].kind != KS_FOR || !(k->stmts[0].flags & KF_PARALLEL)) return -1;
+  if (k->stmts[1].kind != KS_FOR || !(k->stmts[1].flags & KF_VECTOR)) return -1;
+  if (k->stmts[k->nstmts - 1].kind != KS_END || k->stmts[k->nstmts - 2].kind != KS_END) return -1;
+  int depth = 0;
+  for (int i = 1; i < k->nstmts - 1; i++) {
+    depth += k->stmts[i].kind == KS_FOR;
+    depth -= k->stmts[i].kind == KS_END;
+    if (depth == 0) return i == k->nstmts - 2 ? 1 : -1; /* the VECTOR loop closed */
+  }
+  return -1;
+}
+
+int64_t df_cuda_kernel_threads(const kir_kernel *k) {
+  if (flat_vector_loop(k) == 1) return k->parallel_extent * k->stmts[1].extent;
+  return k->parallel_extent;
+}
+
 static void print_kernel(const kir_kernel *k, FILE *f) {
   /* named by its Kernel IR hash, as on the CPU: identical kernels are one */
-  fprintf(f, "// %s\nextern \"C\" __global__ void dferc_%016llx(", k->name,
-          (unsigned long long)kir_hash(k));
+  int flat = flat_vector_loop(k) == 1;
+  fprintf(f, "// %s: %" PRId64 " threads\nextern \"C\" __global__ void dferc_%016llx(", k->name,
+          df_cuda_kernel_threads(k), (unsigned long long)kir_hash(k));
   for (int i = 0; i < k->nbufs; i++) fprintf(f, "%s *__restrict__ b%d, ", ctype(k->bufs[i].dtype), i);
   fputs("long long start, long long end) {\n", f);
   unsigned char *used = calloc((size_t)k->nexprs + 1, 1);
@@ -153,7 +175,16 @@ static void print_kernel(const kir_kernel *k, FILE *f) {
     switch (s->kind) {
     case KS_FOR:
       indent(f, d);
-      if (s->flags & KF_PARALLEL)
+      if (flat && i == 0) {
+        /* one thread per element: adjacent threads, adjacent elements */
+        const kir_stmt *vl = &k->stmts[1];
+        fprintf(f, "{ const long long i_ = start + (long long)blockIdx.x * blockDim.x + threadIdx.x;\n"
+                   "  if (i_ >= end) return;\n"
+                   "  const long long v%d = i_ / %" PRId64 "LL, v%d = i_ %% %" PRId64 "LL;\n",
+                s->var, vl->extent, vl->var, vl->extent);
+      } else if (flat && i == 1) {
+        fputs("{\n", f);
+      } else if (s->flags & KF_PARALLEL)
         fprintf(f, "{ const long long v%d = start + (long long)blockIdx.x * blockDim.x + threadIdx.x;\n"
                    "  if (v%d >= end) return;\n", s->var, s->var);
       else

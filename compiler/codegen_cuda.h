@@ -4,10 +4,11 @@
 **
 ** Kernel K becomes `extern "C" __global__ void dferc_<Kernel IR hash>(T0
 ** *b0, ..., long long start, long long end)`, under a comment with K's
-** readable name; identical kernels are printed once: each thread runs one iteration of the PARALLEL
-** loop (i = start + blockIdx.x * blockDim.x + threadIdx.x), the inner
-** loops sequentially; the VECTOR loops are where a later schedule maps
-** lanes.  The same arithmetic as the CPU backend is printed (NaN-propagating max/min,
+** readable name and thread count; identical kernels are printed once: each
+** thread runs one iteration of the PARALLEL loop (i = start + blockIdx.x *
+** blockDim.x + threadIdx.x), the inner loops sequentially, except that an
+** elementwise kernel (a PARALLEL loop around one VECTOR loop) runs one
+** thread per element (see df_cuda_kernel_threads).  The same arithmetic as the CPU backend is printed (NaN-propagating max/min,
 ** truncating integer division that gives 0 for a zero divisor).
 */
 #ifndef DF_CODEGEN_CUDA_H
@@ -17,6 +18,12 @@
 
 #include "compiler/kir.h"
 #include "compiler/schedule.h"
+
+/* How many threads kernel k is launched with (end = that, start = 0):
+** one per element for an elementwise kernel (its PARALLEL loop holds only
+** a VECTOR loop: the two are flattened, so that adjacent threads touch
+** adjacent elements), else one per PARALLEL index. */
+int64_t df_cuda_kernel_threads(const kir_kernel *k);
 
 /* Print the prelude and every kernel (distinct by hash) to f. */
 void df_cuda_print(kir_kernel *const *ks, int n, FILE *f);

@@ -560,7 +560,7 @@ static int run_step(df_plan *p, int i, df_err *err) {
     args[b] = &ptrs[b];
   }
   if (st->kind == DF_STEP_KERNEL) {
-    end = st->kernel->parallel_extent;
+    end = df_cuda_kernel_threads(st->kernel);
     args[st->nslots] = &start;
     args[st->nslots + 1] = &end;
     return launch(p, p->fns[i], end, args, err);
