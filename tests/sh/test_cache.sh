@@ -187,7 +187,7 @@ LUA
 expect cli_stats 0 "entries  2" -- "$D" cache stats --cache "$cdb"
 expect cli_stats_bytes 0 "bytes    300" -- "$D" cache stats --cache "$cdb"
 expect cli_stats_env 0 "path     $cdb" -- env DFERC_CACHE="$cdb" "$D" cache stats
-expect cli_list 0 "00000000000000aa cpu 200 bytes, 0 hits" -- "$D" cache list --cache "$cdb"
+expect cli_list 0 "00000000000000aa cpu tuning=tile=64 200 bytes, 0 hits" -- "$D" cache list --cache "$cdb"
 n=$("$D" cache list --cache "$cdb" | wc -l)
 if [ "$n" -eq 2 ]; then ok cli_list_one_line_per_entry; else nok cli_list_one_line_per_entry "$n lines"; fi
 expect cli_explain_toolchain 0 'toolchain: wanted "llvm 15.0.7", the entry has "llvm 14.0.6"' -- \
