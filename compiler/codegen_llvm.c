@@ -708,6 +708,8 @@ typedef struct tune_cand {
   int status;           /* 0 timed, 1 rejected, 2 failed to compile */
   double median, lo, hi;
   int reps;
+  int confirm;          /* 0 none; 1 confirmed faster than the best; -1 not confirmed */
+  double confirm_best, confirm_this; /* medians of the interleaved confirmation runs */
   char why[160];
 } tune_cand;
 
@@ -722,7 +724,31 @@ typedef struct tuner {
   unsigned char *best_obj; /* malloc'ed object code of the best so far */
   size_t best_size;
   int best;                /* index into cands, -1 before the first */
+  LLVMOrcLLJITRef best_jit;/* the best so far, loaded (for confirmation runs) */
+  df_kernel_fn best_fn;
 } tuner;
+
+/* The median of n timings (sorts them). */
+static double median_of(double *t, int n) {
+  qsort(t, (size_t)n, sizeof *t, cmp_double);
+  return t[n / 2];
+}
+
+/* Whether a challenger that timed faster than the best so far is faster
+** when the two run alternately, `reps` times each: timings taken at
+** different moments on a shared machine are not comparable. */
+static int tune_confirm(tuner *T, tune_cand *c, df_kernel_fn fn, int reps) {
+  double tb[TUNE_MAX_REPS], tc[TUNE_MAX_REPS];
+  const df_tune_config *bc = &T->cands[T->best].cfg;
+  for (int r = 0; r < reps; r++) {
+    tb[r] = tune_once(T->k, T->best_fn, T->bufs.work, bc->chunks);
+    tc[r] = tune_once(T->k, fn, T->bufs.work, c->cfg.chunks);
+  }
+  c->confirm_best = median_of(tb, reps);
+  c->confirm_this = median_of(tc, reps);
+  c->confirm = c->confirm_this < c->confirm_best * TUNE_MARGIN ? 1 : -1;
+  return c->confirm == 1;
+}
 
 /* Check and time one configuration; `obj`/`size` reuse object code
 ** already compiled for the same code (a chunks-only change).  Keeps the
@@ -786,7 +812,8 @@ static int tune_try(tuner *T, const df_tune_config *cfg, const unsigned char *ob
       c->lo = t[0];
       c->hi = t[reps - 1];
       c->reps = reps;
-      if (T->best < 0 || c->median < T->cands[T->best].median * TUNE_MARGIN) {
+      int better = T->best < 0 || (c->median < T->cands[T->best].median * TUNE_MARGIN && tune_confirm(T, c, fn, reps));
+      if (better) {
         if (!own) {
           own = malloc(size ? size : 1);
           if (!own) rc = df_err_set(err, DF_ENOMEM, "llvm: out of memory");
@@ -798,11 +825,15 @@ static int tune_try(tuner *T, const df_tune_config *cfg, const unsigned char *ob
           T->best_size = size;
           own = NULL;
           T->best = T->ncands - 1;
+          if (T->best_jit) LLVMOrcDisposeLLJIT(T->best_jit);
+          T->best_jit = jit; /* kept loaded for the next confirmation */
+          T->best_fn = fn;
+          jit = NULL;
         }
       }
     }
   }
-  LLVMOrcDisposeLLJIT(jit);
+  if (jit) LLVMOrcDisposeLLJIT(jit);
   free(own);
   return rc;
 }
@@ -818,8 +849,13 @@ static char *tune_times_json(const tuner *T) {
   for (int i = 0; i < T->ncands; i++) {
     const tune_cand *c = &T->cands[i];
     fprintf(f, "%s{\"config\":\"%s\"", i ? "," : "", df_tune_format(&c->cfg, cs, sizeof cs));
-    if (c->status == 0)
-      fprintf(f, ",\"median_s\":%.4g,\"min_s\":%.4g,\"max_s\":%.4g,\"reps\":%d}", c->median, c->lo, c->hi, c->reps);
+    if (c->status == 0) {
+      fprintf(f, ",\"median_s\":%.4g,\"min_s\":%.4g,\"max_s\":%.4g,\"reps\":%d", c->median, c->lo, c->hi, c->reps);
+      if (c->confirm)
+        fprintf(f, ",\"confirm\":{\"best_s\":%.4g,\"this_s\":%.4g,\"faster\":%s}", c->confirm_best,
+                c->confirm_this, c->confirm > 0 ? "true" : "false");
+      fputc('}', f);
+    }
     else {
       fprintf(f, ",\"%s\":\"", c->status == 1 ? "rejected" : "failed");
       for (const char *p = c->why; *p; p++)
@@ -850,7 +886,10 @@ static int has_vector(const kir_kernel *k) {
 ** a time from the best so far (vector width, interleave count, unroll
 ** count, chunks per thread), each candidate checked against the
 ** interpreter on random inputs, then timed (a warm-up, then the median of
-** repeats).  Returns 1 with the winner's object code (*obj, malloc'ed),
+** repeats).  A candidate replaces the best so far only when it is faster
+** by TUNE_MARGIN both in its own timing and in runs alternating with the
+** best's (tune_confirm), so that load from other processes does not pick
+** the winner.  Returns 1 with the winner's object code (*obj, malloc'ed),
 ** configuration and times (JSON, malloc'ed); 0 when the kernel cannot be
 ** searched (it is then compiled with the default); < 0 on an error. */
 static int tune_kernel(const kir_kernel *k, const char *sym, LLVMTargetMachineRef tm, df_tune_config *out_cfg,
@@ -945,6 +984,7 @@ done:
   cnt->rejected += T.cnt.rejected;
   cnt->seconds += T.cnt.seconds;
   free(T.best_obj);
+  if (T.best_jit) LLVMOrcDisposeLLJIT(T.best_jit);
   free(T.cands);
   tune_buffers_free(&T.bufs);
   return rc ? rc : found;
