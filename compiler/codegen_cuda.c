@@ -156,26 +156,162 @@ static int flat_vector_loop(const kir_kernel *k) {
   return -1;
 }
 
-int64_t df_cuda_kernel_threads(const kir_kernel *k) {
-  if (flat_vector_loop(k) == 1) return k->parallel_extent * k->stmts[1].extent;
-  return k->parallel_extent;
+/* A reduction kernel that a block of threads computes together:
+**   FOR PARALLEL; DECL acc = 0 | -inf ...; FOR REDUCE (perfectly nested)
+**   { no loops, no stores, only ACC into those accumulators }; END ...;
+**   the epilogue (no loops); END
+** with at least DF_CUDA_BLOCK_REDUCE_MIN reduced elements.  Each thread
+** accumulates a strided share of the flattened reduction, the block
+** combines the partials in shared memory (a fixed tree: runs repeat bit
+** for bit), thread 0 runs the epilogue. */
+#define RED_THREADS 128
+#define RED_MAX_ACC 16
+#define DF_CUDA_BLOCK_REDUCE_MIN 256
+typedef struct red_form {
+  int ndecl;              /* statements 1 .. ndecl: the accumulators */
+  int acc[RED_MAX_ACC];   /* their temporaries */
+  int op[RED_MAX_ACC];    /* DF_OP_ADD or DF_OP_MAX */
+  int first, nloops;      /* the REDUCE loops: statements first .. first + nloops - 1 */
+  int body_end;           /* the first END of the loops */
+  int64_t R;              /* reduced elements */
+} red_form;
+
+static int block_reduce_form(const kir_kernel *k, red_form *r) {
+  memset(r, 0, sizeof *r);
+  if (k->nstmts < 6 || k->stmts[0].kind != KS_FOR || !(k->stmts[0].flags & KF_PARALLEL)) return 0;
+  if (k->stmts[k->nstmts - 1].kind != KS_END) return 0;
+  int i = 1;
+  while (i < k->nstmts && k->stmts[i].kind == KS_DECL) {
+    const kir_stmt *s = &k->stmts[i];
+    if (r->ndecl == RED_MAX_ACC || s->val < 0 || k->exprs[s->val].kind != KE_CONST) return 0;
+    r->acc[r->ndecl] = s->var;
+    r->op[r->ndecl++] = -1;
+    i++;
+  }
+  if (r->ndecl == 0) return 0;
+  r->first = i;
+  r->R = 1;
+  while (i < k->nstmts && k->stmts[i].kind == KS_FOR) {
+    if (!(k->stmts[i].flags & KF_REDUCE) || (k->stmts[i].flags & (KF_VECTOR | KF_PARALLEL))) return 0;
+    r->R *= k->stmts[i].extent;
+    r->nloops++;
+    i++;
+  }
+  if (r->nloops == 0 || r->R < DF_CUDA_BLOCK_REDUCE_MIN) return 0;
+  for (; i < k->nstmts && k->stmts[i].kind != KS_END; i++) {
+    const kir_stmt *s = &k->stmts[i];
+    int a = -1;
+    for (int j = 0; j < r->ndecl; j++)
+      if (r->acc[j] == s->var) a = j;
+    if (s->kind == KS_FOR || s->kind == KS_STORE || s->kind == KS_TILE_DOT) return 0;
+    if (s->kind == KS_ACC) {
+      if (a < 0 || (s->op != DF_OP_ADD && s->op != DF_OP_MAX) || (r->op[a] >= 0 && r->op[a] != s->op)) return 0;
+      r->op[a] = s->op;
+    } else if (a >= 0) {
+      return 0; /* an accumulator set inside the loop */
+    }
+  }
+  r->body_end = i;
+  for (int j = 0; j < r->nloops; j++, i++)
+    if (i >= k->nstmts || k->stmts[i].kind != KS_END) return 0;
+  for (; i < k->nstmts - 1; i++)
+    if (k->stmts[i].kind == KS_FOR || k->stmts[i].kind == KS_END) return 0;
+  /* every accumulator is reduced, from its identity */
+  for (int j = 0; j < r->ndecl; j++) {
+    if (r->op[j] < 0) return 0;
+    const kir_expr *e = &k->exprs[k->stmts[1 + j].val];
+    int fl = df_dtype_is_float(e->dtype);
+    if (r->op[j] == DF_OP_ADD && !(fl ? e->f == 0.0 : e->i == 0)) return 0;
+    if (r->op[j] == DF_OP_MAX && !(fl && e->f == -1.0 / 0.0)) return 0;
+  }
+  return 1;
+}
+
+void df_cuda_kernel_launch(const kir_kernel *k, int64_t *blocks, int *threads, int64_t *end) {
+  red_form r;
+  int64_t n = k->parallel_extent;
+  if (flat_vector_loop(k) == 1) n *= k->stmts[1].extent;
+  *end = n;
+  if (block_reduce_form(k, &r)) {
+    *blocks = n;
+    *threads = RED_THREADS;
+    return;
+  }
+  *threads = n < 128 ? (int)(n > 0 ? n : 1) : 128;
+  *blocks = (n + 127) / 128;
+}
+
+/* The block reduction's combination: partials into shared memory, a
+** tree over the block, thread 0 goes on with the results. */
+static void print_block_combine(const kir_kernel *k, const red_form *r, FILE *f, int d) {
+  for (int j = 0; j < r->ndecl; j++) {
+    indent(f, d);
+    fprintf(f, "red%d_[threadIdx.x] = t%d;\n", j, r->acc[j]);
+  }
+  indent(f, d);
+  fputs("__syncthreads();\n", f);
+  indent(f, d);
+  fputs("for (int s_ = blockDim.x / 2; s_ > 0; s_ >>= 1) {\n", f);
+  indent(f, d + 1);
+  fputs("if (threadIdx.x < s_) {\n", f);
+  for (int j = 0; j < r->ndecl; j++) {
+    indent(f, d + 2);
+    if (r->op[j] == DF_OP_ADD)
+      fprintf(f, "red%d_[threadIdx.x] += red%d_[threadIdx.x + s_];\n", j, j);
+    else /* as ACC max: a NaN wins */
+      fprintf(f, "{ const %s b_ = red%d_[threadIdx.x + s_]; if (b_ > red%d_[threadIdx.x] || b_ != b_) red%d_[threadIdx.x] = b_; }\n",
+              vtype(k->stmts[1 + j].dtype), j, j, j);
+  }
+  indent(f, d + 1);
+  fputs("}\n", f);
+  indent(f, d + 1);
+  fputs("__syncthreads();\n", f);
+  indent(f, d);
+  fputs("}\n", f);
+  indent(f, d);
+  fputs("if (threadIdx.x != 0) return;\n", f);
+  for (int j = 0; j < r->ndecl; j++) {
+    indent(f, d);
+    fprintf(f, "t%d = red%d_[0];\n", r->acc[j], j);
+  }
 }
 
 static void print_kernel(const kir_kernel *k, FILE *f) {
   /* named by its Kernel IR hash, as on the CPU: identical kernels are one */
   int flat = flat_vector_loop(k) == 1;
-  fprintf(f, "// %s: %" PRId64 " threads\nextern \"C\" __global__ void dferc_%016llx(", k->name,
-          df_cuda_kernel_threads(k), (unsigned long long)kir_hash(k));
+  red_form rf;
+  int red = !flat && block_reduce_form(k, &rf);
+  int64_t blocks, end;
+  int threads;
+  df_cuda_kernel_launch(k, &blocks, &threads, &end);
+  fprintf(f, "// %s: %" PRId64 " blocks of %d threads%s\nextern \"C\" __global__ void dferc_%016llx(", k->name,
+          blocks, threads, red ? " (block reduction)" : "", (unsigned long long)kir_hash(k));
   for (int i = 0; i < k->nbufs; i++) fprintf(f, "%s *__restrict__ b%d, ", ctype(k->bufs[i].dtype), i);
   fputs("long long start, long long end) {\n", f);
+  for (int j = 0; red && j < rf.ndecl; j++)
+    fprintf(f, "  __shared__ %s red%d_[%d];\n", vtype(k->stmts[1 + j].dtype), j, RED_THREADS);
   unsigned char *used = calloc((size_t)k->nexprs + 1, 1);
   int d = 1;
   for (int i = 0; i < k->nstmts && used; i++) {
     const kir_stmt *s = &k->stmts[i];
     switch (s->kind) {
     case KS_FOR:
+      if (red && i > rf.first && i < rf.first + rf.nloops) break; /* folded into the strided loop */
       indent(f, d);
-      if (flat && i == 0) {
+      if (red && i == 0) {
+        fprintf(f, "{ const long long v%d = start + (long long)blockIdx.x;\n"
+                   "  if (v%d >= end) return;\n", s->var, s->var);
+      } else if (red && i == rf.first) {
+        /* the nested REDUCE loops as one strided loop over their elements */
+        fprintf(f, "for (long long r_ = threadIdx.x; r_ < %" PRId64 "LL; r_ += blockDim.x) {\n", rf.R);
+        int64_t inner = rf.R;
+        for (int j = 0; j < rf.nloops; j++) {
+          const kir_stmt *l = &k->stmts[rf.first + j];
+          inner /= l->extent;
+          indent(f, d + 1);
+          fprintf(f, "const long long v%d = (r_ / %" PRId64 "LL) %% %" PRId64 "LL;\n", l->var, inner, l->extent);
+        }
+      } else if (flat && i == 0) {
         /* one thread per element: adjacent threads, adjacent elements */
         const kir_stmt *vl = &k->stmts[1];
         fprintf(f, "{ const long long i_ = start + (long long)blockIdx.x * blockDim.x + threadIdx.x;\n"
@@ -192,9 +328,11 @@ static void print_kernel(const kir_kernel *k, FILE *f) {
       d++;
       break;
     case KS_END:
+      if (red && i > rf.body_end && i < rf.body_end + rf.nloops) break; /* folded loops */
       d--;
       indent(f, d);
       fputs("}\n", f);
+      if (red && i == rf.body_end) print_block_combine(k, &rf, f, d);
       break;
     case KS_DECL:
       indent(f, d);

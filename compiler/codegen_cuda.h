@@ -19,11 +19,15 @@
 #include "compiler/kir.h"
 #include "compiler/schedule.h"
 
-/* How many threads kernel k is launched with (end = that, start = 0):
-** one per element for an elementwise kernel (its PARALLEL loop holds only
-** a VECTOR loop: the two are flattened, so that adjacent threads touch
-** adjacent elements), else one per PARALLEL index. */
-int64_t df_cuda_kernel_threads(const kir_kernel *k);
+/* How kernel k is launched: `blocks` blocks of `threads` threads, with
+** start = 0 and end = *end.  An elementwise kernel (its PARALLEL loop
+** holds only a VECTOR loop) runs one thread per element: the two loops
+** are flattened, so that adjacent threads touch adjacent elements.  A
+** reduction over many elements (a PARALLEL loop around accumulators and
+** perfectly nested REDUCE loops) runs one block per PARALLEL index, its
+** threads sharing the reduction.  Any other kernel runs one thread per
+** PARALLEL index, its inner loops in the thread. */
+void df_cuda_kernel_launch(const kir_kernel *k, int64_t *blocks, int *threads, int64_t *end);
 
 /* Print the prelude and every kernel (distinct by hash) to f. */
 void df_cuda_print(kir_kernel *const *ks, int n, FILE *f);

@@ -452,16 +452,19 @@ static void cuda_set_check(df_plan *p, int on) { p->check_finite = on; }
 
 static CUdeviceptr dptr(const df_plan *p, int slot) { return p->mem + p->off[slot]; }
 
-/* threads of a one-dimensional launch, 128 to a block */
-static int launch(const df_plan *p, CUfunction f, int64_t threads, void **args, df_err *err) {
+/* A one-dimensional launch of `blocks` blocks of `threads` threads. */
+static int launch(CUfunction f, int64_t blocks, int threads, void **args, df_err *err) {
   int rc = 0;
-  if (threads <= 0) return 0;
-  int64_t blocks = (threads + 127) / 128;
-  if (blocks > 0x7fffffff) return df_err_set(err, DF_EUNSUPPORTED, "cuda: %lld threads in one launch", (long long)threads);
-  CU_CHECK(df_cu.cuLaunchKernel(f, (unsigned)blocks, 1, 1, threads < 128 ? (unsigned)threads : 128, 1, 1, 0,
-                                gpu.stream, args, NULL));
+  if (blocks <= 0) return 0;
+  if (blocks > 0x7fffffff) return df_err_set(err, DF_EUNSUPPORTED, "cuda: %lld blocks in one launch", (long long)blocks);
+  CU_CHECK(df_cu.cuLaunchKernel(f, (unsigned)blocks, 1, 1, (unsigned)threads, 1, 1, 0, gpu.stream, args, NULL));
 done:
   return rc;
+}
+
+/* n threads, 128 to a block */
+static int launch_n(CUfunction f, int64_t n, void **args, df_err *err) {
+  return n > 0 ? launch(f, (n + 127) / 128, n < 128 ? (int)n : 128, args, err) : 0;
 }
 
 /* C = op(A) op(B) over broadcast batches (row-major), through cuBLAS:
@@ -560,14 +563,17 @@ static int run_step(df_plan *p, int i, df_err *err) {
     args[b] = &ptrs[b];
   }
   if (st->kind == DF_STEP_KERNEL) {
-    end = df_cuda_kernel_threads(st->kernel);
+    int64_t blocks, n;
+    int threads;
+    df_cuda_kernel_launch(st->kernel, &blocks, &threads, &n);
+    end = n;
     args[st->nslots] = &start;
     args[st->nslots + 1] = &end;
-    return launch(p, p->fns[i], end, args, err);
+    return end > 0 ? launch(p->fns[i], blocks, threads, args, err) : 0;
   }
   ptrs[st->nslots] = p->mem + p->status_off;
   args[st->nslots] = &ptrs[st->nslots];
-  return launch(p, p->fns[i], df_cuda_lib_threads(s, i), args, err);
+  return launch_n(p->fns[i], df_cuda_lib_threads(s, i), args, err);
 }
 
 /* The name of step i for messages and profiles. */

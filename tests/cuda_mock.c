@@ -9,9 +9,12 @@
 ** cubin; cuModuleLoadData compiles it as C++ with the host compiler
 ** ($CXX, default c++) under a header that defines blockIdx & co., and
 ** cuLaunchKernel runs every thread of the grid in turn, on one host
-** thread.  Every kernel parameter of dferc's kernels is 8 bytes (a
-** pointer or a long long), so a launch passes 64 integer arguments and
-** the kernel reads the ones it has.  cuBLAS products are naive
+** thread.  A kernel that synchronises its block (__syncthreads) runs its
+** block's threads as coroutines (ucontext) that switch at each barrier;
+** __shared__ arrays are static, one block running at a time.  Every
+** kernel parameter of dferc's kernels is 8 bytes (a pointer or a long
+** long), so a launch passes 64 integer arguments and the kernel reads the
+** ones it has.  cuBLAS products are naive
 ** column-major loops.  Device pointers are host pointers.
 **
 ** This checks what the host code asks of the GPU and what the generated
@@ -24,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 typedef int CUresult;
@@ -75,8 +79,9 @@ CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, void *st) {
 
 typedef struct mock_fn {
   void (*fn)();
-  void (*set)(unsigned, unsigned, unsigned); /* the module's mock_set */
+  void (*set)(unsigned, unsigned, unsigned, void (*)(void)); /* the module's mock_set */
   int nparams;
+  int syncs; /* its body calls __syncthreads */
   struct mock_fn *next;
 } mock_fn;
 
@@ -90,10 +95,13 @@ typedef struct mock_mod {
 static const char header[] =
     "#include <math.h>\n#include <string.h>\n"
     "#undef NAN\n#undef INFINITY\n"
-    "#define __global__\n#define __device__\n#define __restrict__ __restrict\n"
+    "#define __global__\n#define __device__\n#define __restrict__ __restrict\n#define __shared__ static\n"
     "struct mock_dim3 { unsigned x, y, z; };\n"
     "static thread_local mock_dim3 blockIdx, threadIdx, blockDim;\n"
-    "extern \"C\" void mock_set(unsigned b, unsigned t, unsigned n) { blockIdx.x = b; threadIdx.x = t; blockDim.x = n; }\n"
+    "static void (*mock_sync)(void);\n"
+    "#define __syncthreads() mock_sync()\n"
+    "extern \"C\" void mock_set(unsigned b, unsigned t, unsigned n, void (*sync)(void)) {\n"
+    "  blockIdx.x = b; threadIdx.x = t; blockDim.x = n; mock_sync = sync; }\n"
     "static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }\n"
     "static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }\n"
     "static inline double rsqrt(double x) { return 1.0 / sqrt(x); }\n"
@@ -153,11 +161,16 @@ CUresult cuModuleGetFunction(void **fn, void *mod, const char *name) {
   if (!p || !sym) return 500; /* CUDA_ERROR_NOT_FOUND */
   int n = 1;
   for (p += strlen(pat); *p && *p != ')'; p++) n += *p == ',';
+  /* its body: up to the next kernel */
+  const char *next = strstr(p, "__global__");
+  const char *sy = strstr(p, "__syncthreads");
+  int syncs = sy && (!next || sy < next);
   mock_fn *f = calloc(1, sizeof *f);
   if (!f) return 2;
   *(void **)&f->fn = sym;
   *(void **)&f->set = dlsym(m->so, "mock_set");
   f->nparams = n;
+  f->syncs = syncs;
   f->next = m->fns;
   m->fns = f;
   *fn = f;
@@ -175,6 +188,72 @@ typedef void (*fn64)(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t,
 
 long mock_launches; /* for the curious */
 
+/* The threads of one block as coroutines: each runs to its next barrier
+** (or its end), then the next; a round ends when all have. */
+#define CO_STACK (256 * 1024)
+static struct {
+  ucontext_t main;
+  ucontext_t *ctx;
+  char *stacks;
+  unsigned char *done;
+  unsigned cap, cur, block, bdim;
+  mock_fn *f;
+  uint64_t *a;
+} co;
+
+static void co_sync(void) { swapcontext(&co.ctx[co.cur], &co.main); }
+
+static void call_kernel(mock_fn *f, const uint64_t *a) {
+  fn64 k = (fn64)f->fn;
+  k(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15], a[16],
+    a[17], a[18], a[19], a[20], a[21], a[22], a[23], a[24], a[25], a[26], a[27], a[28], a[29], a[30], a[31],
+    a[32], a[33], a[34], a[35], a[36], a[37], a[38], a[39], a[40], a[41], a[42], a[43], a[44], a[45], a[46],
+    a[47], a[48], a[49], a[50], a[51], a[52], a[53], a[54], a[55], a[56], a[57], a[58], a[59], a[60], a[61],
+    a[62], a[63], a[64], a[65]);
+}
+
+static void co_thread(void) {
+  call_kernel(co.f, co.a);
+  co.done[co.cur] = 1;
+  swapcontext(&co.ctx[co.cur], &co.main);
+}
+
+static int run_block_co(mock_fn *f, uint64_t *a, unsigned b, unsigned bdim) {
+  if (bdim > co.cap) {
+    free(co.ctx);
+    free(co.stacks);
+    free(co.done);
+    co.ctx = calloc(bdim, sizeof *co.ctx);
+    co.stacks = malloc((size_t)bdim * CO_STACK);
+    co.done = calloc(bdim, 1);
+    if (!co.ctx || !co.stacks || !co.done) return 2;
+    co.cap = bdim;
+  }
+  co.f = f;
+  co.a = a;
+  co.block = b;
+  co.bdim = bdim;
+  for (unsigned t = 0; t < bdim; t++) {
+    co.done[t] = 0;
+    getcontext(&co.ctx[t]);
+    co.ctx[t].uc_stack.ss_sp = co.stacks + (size_t)t * CO_STACK;
+    co.ctx[t].uc_stack.ss_size = CO_STACK;
+    co.ctx[t].uc_link = &co.main;
+    makecontext(&co.ctx[t], co_thread, 0);
+  }
+  for (unsigned left = bdim; left > 0;) {
+    left = 0;
+    for (unsigned t = 0; t < bdim; t++) {
+      if (co.done[t]) continue;
+      co.cur = t;
+      f->set(b, t, bdim, co_sync);
+      swapcontext(&co.main, &co.ctx[t]);
+      left += !co.done[t];
+    }
+  }
+  return 0;
+}
+
 CUresult cuLaunchKernel(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                         unsigned shmem, void *stream, void **params, void **extra) {
   mock_fn *f = fn;
@@ -182,18 +261,17 @@ CUresult cuLaunchKernel(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigne
     return 1; /* CUDA_ERROR_INVALID_VALUE */
   uint64_t a[66] = {0};
   for (int i = 0; i < f->nparams; i++) memcpy(&a[i], params[i], 8);
-  void (*set)(unsigned, unsigned, unsigned) = f->set;
-  if (!set) return 1;
-  fn64 k = (fn64)f->fn;
-  for (unsigned b = 0; b < gx; b++)
-    for (unsigned t = 0; t < bx; t++) {
-      set(b, t, bx);
-      k(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15], a[16],
-        a[17], a[18], a[19], a[20], a[21], a[22], a[23], a[24], a[25], a[26], a[27], a[28], a[29], a[30], a[31],
-        a[32], a[33], a[34], a[35], a[36], a[37], a[38], a[39], a[40], a[41], a[42], a[43], a[44], a[45], a[46],
-        a[47], a[48], a[49], a[50], a[51], a[52], a[53], a[54], a[55], a[56], a[57], a[58], a[59], a[60], a[61],
-        a[62], a[63], a[64], a[65]);
+  if (!f->set) return 1;
+  for (unsigned b = 0; b < gx; b++) {
+    if (f->syncs) {
+      if (run_block_co(f, a, b, bx)) return 2;
+      continue;
     }
+    for (unsigned t = 0; t < bx; t++) {
+      f->set(b, t, bx, co_sync);
+      call_kernel(f, a);
+    }
+  }
   mock_launches++;
   return 0;
 }

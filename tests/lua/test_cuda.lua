@@ -30,6 +30,11 @@ local extra = {
   {"layernorm", {{{7, 33}}, {{33}}, {{33}}}, function(x, w, b) return df.layernorm(x, w, b, 1e-6) end},
   {"sum", {{{3, 1, 29}}}, function(x) return df.sum(x, {0, 2}, true) end},
   {"sum_all", {{{67, 33}}}, function(x) return df.sum(x, {0, 1}) end},
+  -- long reductions: a block of threads per output (max, sum, the mean of a variance)
+  {"amax_long", {{{3, 517}}}, function(x) return df.amax(x, 1) end},
+  {"sum_cols", {{{600, 3}}}, function(x) return df.sum(x, 0) end},
+  {"var_long", {{{2, 700}}}, function(x) return df.var(x, -1) end},
+  {"mean_3d", {{{4, 9, 31}}}, function(x) return df.mean(x, {0, 2}) end},
   {"chain", {{{4, 31}}, {{31}}}, function(x, w) return df.gelu(df.layernorm(x, w, w, 1e-6)) * df.exp(x * 0.1) end},
   {"permute_reshape", {{{2, 3, 5, 7}}}, function(x) return df.reshape(df.permute(x, {0, 2, 1, 3}), {10, 21}) * 2 end},
   {"scatter_add_bcast", {{{3, 4}, "idx", {0, 5, 2, 2, 1, 1, 3, 4, 4, 0, 5, 5}}, {{3, 4, 7}}},
