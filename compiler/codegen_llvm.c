@@ -117,8 +117,11 @@ static LLVMTypeRef ty(emit *E, df_dtype t) {
 
 /* The value type of an expression (bools are i1 in registers). */
 static LLVMTypeRef vty(emit *E, df_dtype t) {
+  if (t == DF_F16 || t == DF_BF16) return LLVMFloatTypeInContext(E->ctx); /* computed on as float32 */
   return t == DF_BOOL ? LLVMInt1TypeInContext(E->ctx) : ty(E, t);
 }
+
+static int narrow16(df_dtype t) { return t == DF_F16 || t == DF_BF16; }
 
 static LLVMValueRef intrinsic(emit *E, const char *name, LLVMTypeRef t, LLVMValueRef *args, int n) {
   unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
@@ -154,10 +157,16 @@ static LLVMValueRef cast_value(emit *E, LLVMValueRef v, df_dtype from, df_dtype 
   if (from == DF_BOOL) return tf ? LLVMBuildUIToFP(E->b, v, tt, "") : LLVMBuildZExt(E->b, v, tt, "");
   if (ff && tf) {
     unsigned a = LLVMGetTypeKind(LLVMTypeOf(v)) == LLVMDoubleTypeKind ? 64 : 32, b2 = to == DF_F64 ? 64 : 32;
-    return a < b2 ? LLVMBuildFPExt(E->b, v, tt, "") : a > b2 ? LLVMBuildFPTrunc(E->b, v, tt, "") : v;
+    LLVMValueRef r = a < b2 ? LLVMBuildFPExt(E->b, v, tt, "") : a > b2 ? LLVMBuildFPTrunc(E->b, v, tt, "") : v;
+    /* to a 16-bit float: the value it can hold (ref rounds a cast the same way) */
+    if (narrow16(to)) r = df_llvm_widen16(E->b, df_llvm_narrow16(E->b, r, to == DF_F16), to == DF_F16);
+    return r;
   }
   if (ff) return LLVMBuildFPToSI(E->b, v, tt, "");
-  if (tf) return from == DF_U8 ? LLVMBuildUIToFP(E->b, v, tt, "") : LLVMBuildSIToFP(E->b, v, tt, "");
+  if (tf) {
+    LLVMValueRef r = from == DF_U8 ? LLVMBuildUIToFP(E->b, v, tt, "") : LLVMBuildSIToFP(E->b, v, tt, "");
+    return narrow16(to) ? df_llvm_widen16(E->b, df_llvm_narrow16(E->b, r, to == DF_F16), to == DF_F16) : r;
+  }
   return LLVMBuildIntCast2(E->b, v, tt, from != DF_U8, "");
 }
 
@@ -176,6 +185,7 @@ static LLVMValueRef ex_uncached(emit *E, kir_e i) {
     LLVMValueRef idx = ex(E, e->b);
     LLVMValueRef p = LLVMBuildInBoundsGEP2(b, ty(E, dt), E->bufs[e->a], &idx, 1, "");
     LLVMValueRef v = LLVMBuildLoad2(b, ty(E, dt), p, "");
+    if (narrow16(dt)) return df_llvm_widen16(b, v, dt == DF_F16);
     return dt == DF_BOOL ? LLVMBuildICmp(b, LLVMIntNE, v, LLVMConstNull(ty(E, dt)), "") : v;
   }
   case KE_UN: {
@@ -421,6 +431,7 @@ static int emit_kernel(LLVMContextRef ctx, LLVMModuleRef mod, const kir_kernel *
       df_dtype dt = k->bufs[s->buf].dtype;
       LLVMValueRef v = ex(&E, s->val), idx = ex(&E, s->idx);
       if (dt == DF_BOOL) v = LLVMBuildZExt(E.b, to_bool(&E, v, k->exprs[s->val].dtype), ty(&E, dt), "");
+      if (narrow16(dt)) v = df_llvm_narrow16(E.b, v, dt == DF_F16);
       if (cfg->wrong && (dt == DF_F32 || dt == DF_F64)) /* test only: a wrong candidate */
         v = LLVMBuildFAdd(E.b, v, LLVMConstReal(ty(&E, dt), 1.0), "");
       LLVMValueRef p = LLVMBuildInBoundsGEP2(E.b, ty(&E, dt), E.bufs[s->buf], &idx, 1, "");
@@ -470,7 +481,7 @@ static int write_file(const char *dir, const char *name, const char *ext, const 
 
 /* Bumped whenever this file or llvm_math.c changes what it emits: part of the cache key,
 ** so objects from an older code generator are never served. */
-#define DF_CODEGEN_VERSION "llvm-cg-4"
+#define DF_CODEGEN_VERSION "llvm-cg-5"
 
 static void symbol_of(const kir_kernel *k, char *out, size_t n) {
   snprintf(out, n, "dferc_%016llx", (unsigned long long)kir_hash(k));

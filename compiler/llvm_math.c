@@ -104,6 +104,27 @@ LLVMValueRef df_llvm_exp(LLVMModuleRef mod, LLVMBuilderRef b, LLVMValueRef x) {
   return LLVMBuildSelect(b, nan, x, res, "");
 }
 
+LLVMValueRef df_llvm_widen16(LLVMBuilderRef b, LLVMValueRef v, int half) {
+  LLVMContextRef ctx = LLVMGetTypeContext(LLVMTypeOf(v));
+  LLVMTypeRef f32 = LLVMFloatTypeInContext(ctx), i32 = LLVMInt32TypeInContext(ctx);
+  if (half) return LLVMBuildFPExt(b, LLVMBuildBitCast(b, v, LLVMHalfTypeInContext(ctx), ""), f32, "");
+  LLVMValueRef w = LLVMBuildShl(b, LLVMBuildZExt(b, v, i32, ""), LLVMConstInt(i32, 16, 0), "");
+  return LLVMBuildBitCast(b, w, f32, "");
+}
+
+LLVMValueRef df_llvm_narrow16(LLVMBuilderRef b, LLVMValueRef f, int half) {
+  LLVMContextRef ctx = LLVMGetTypeContext(LLVMTypeOf(f));
+  LLVMTypeRef i16 = LLVMInt16TypeInContext(ctx), i32 = LLVMInt32TypeInContext(ctx);
+  if (half) return LLVMBuildBitCast(b, LLVMBuildFPTrunc(b, f, LLVMHalfTypeInContext(ctx), ""), i16, "");
+  LLVMValueRef u = LLVMBuildBitCast(b, f, i32, "");
+  LLVMValueRef odd = LLVMBuildAnd(b, LLVMBuildLShr(b, u, LLVMConstInt(i32, 16, 0), ""), LLVMConstInt(i32, 1, 0), "");
+  LLVMValueRef r = LLVMBuildAdd(b, LLVMBuildAdd(b, u, LLVMConstInt(i32, 0x7fff, 0), ""), odd, "");
+  LLVMValueRef hi = LLVMBuildTrunc(b, LLVMBuildLShr(b, r, LLVMConstInt(i32, 16, 0), ""), i16, "");
+  LLVMValueRef qnan = LLVMBuildTrunc(
+      b, LLVMBuildOr(b, LLVMBuildLShr(b, u, LLVMConstInt(i32, 16, 0), ""), LLVMConstInt(i32, 0x40, 0), ""), i16, "");
+  return LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealUNO, f, f, ""), qnan, hi, "");
+}
+
 LLVMValueRef df_llvm_erf(LLVMModuleRef mod, LLVMBuilderRef b, LLVMValueRef x) {
   mctx m;
   if (setup(&m, mod, b, x) || m.f64) return NULL;

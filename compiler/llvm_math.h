@@ -20,6 +20,14 @@
 #include <llvm-c/Core.h>
 
 LLVMValueRef df_llvm_exp(LLVMModuleRef mod, LLVMBuilderRef b, LLVMValueRef x);
+
+/* The 16-bit float storage formats, held as i16 in memory and computed
+** on as float32: widen a loaded i16 (bf16: the high half of a float32;
+** f16: IEEE half), and narrow a float32 to the i16 to store, rounding to
+** nearest even (a NaN stays a quiet NaN), as compiler/dtype.c does.
+** `half` is 1 for f16, 0 for bf16. */
+LLVMValueRef df_llvm_widen16(LLVMBuilderRef b, LLVMValueRef v, int half);
+LLVMValueRef df_llvm_narrow16(LLVMBuilderRef b, LLVMValueRef f, int half);
 LLVMValueRef df_llvm_erf(LLVMModuleRef mod, LLVMBuilderRef b, LLVMValueRef x);
 
 #endif

@@ -147,9 +147,38 @@ static void mm_range(void *ctx, int64_t b0, int64_t b1) {
   }
 }
 
-/* C = op(A) op(B) over broadcast batches, through cblas. */
-static void run_matmul(const df_graph *g, const df_step *st, void **ptr) {
+/* C = op(A) op(B) over broadcast batches, through cblas (float32 or
+** float64; the 16-bit floats go through float32 copies). */
+static void matmul_blas(const df_graph *g, const df_node *n, void *A, void *B, void *C);
+
+static int run_matmul(const df_graph *g, const df_step *st, void **ptr, df_err *err) {
   const df_node *n = df_graph_node(g, st->node);
+  void *A = ptr[st->slots[0]], *B = ptr[st->slots[1]], *C = ptr[st->slots[2]];
+  if (n->dtype != DF_F16 && n->dtype != DF_BF16) {
+    matmul_blas(g, n, A, B, C);
+    return 0;
+  }
+  const df_node *a = df_graph_node(g, n->inputs[0]), *b = df_graph_node(g, n->inputs[1]);
+  size_t na = (size_t)df_shape_numel(a->ndim, a->shape), nb = (size_t)df_shape_numel(b->ndim, b->shape);
+  size_t nc = (size_t)df_shape_numel(n->ndim, n->shape);
+  float *fa = malloc((na + 1) * sizeof *fa), *fb = malloc((nb + 1) * sizeof *fb), *fc = malloc((nc + 1) * sizeof *fc);
+  int rc = 0;
+  if (!fa || !fb || !fc) {
+    rc = df_err_set(err, DF_ENOMEM, "cpu: out of memory for a %s product (%s:%d)", df_dtype_lname(n->dtype), n->file,
+                    n->line);
+  } else {
+    df_dtype_convert(DF_F32, fa, a->dtype, A, na);
+    df_dtype_convert(DF_F32, fb, b->dtype, B, nb);
+    df_node wide = *n; /* the same product in float32 */
+    wide.dtype = DF_F32;
+    matmul_blas(g, &wide, fa, fb, fc);
+    df_dtype_convert(n->dtype, C, DF_F32, fc, nc);
+  }
+  free(fa), free(fb), free(fc);
+  return rc;
+}
+
+static void matmul_blas(const df_graph *g, const df_node *n, void *A, void *B, void *C) {
   const df_node *a = df_graph_node(g, n->inputs[0]), *b = df_graph_node(g, n->inputs[1]);
   int ta = n->attrs.ia[0] != 0, tb = n->attrs.ia[1] != 0;
   int nb = n->ndim - 2;
@@ -158,7 +187,6 @@ static void run_matmul(const df_graph *g, const df_step *st, void **ptr) {
   int64_t bmat = b->shape[b->ndim - 2] * b->shape[b->ndim - 1];
   int64_t batches = 1;
   for (int i = 0; i < nb; i++) batches *= n->shape[i];
-  void *A = ptr[st->slots[0]], *B = ptr[st->slots[1]], *C = ptr[st->slots[2]];
   int f64 = n->dtype == DF_F64;
   enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
   int lda = ta ? (int)M : (int)K, ldb = tb ? (int)K : (int)N;
@@ -377,7 +405,7 @@ static int cpu_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor *
       df_pool_run(st->kernel->parallel_extent, run_range, &k);
       break;
     }
-    case DF_STEP_MATMUL: run_matmul(g, st, ptr); break;
+    case DF_STEP_MATMUL: rc = run_matmul(g, st, ptr, err); break;
     case DF_STEP_LIB: {
       const df_node *n = df_graph_node(g, st->node);
       void *in[8];

@@ -75,6 +75,21 @@ for ci, case in ipairs(all) do
   T.test(string.format("cpu_vs_ref_%s_%d_f64", case[1], ci), function() run_case(ci, case, "f64", 1e-12, 1e-11) end)
 end
 
+-- the 16-bit floats: stored as 16 bits, computed on as float32, rounded
+-- where ref rounds (casts, stores), forward and backward
+local narrow = {
+  {"chain16", {{{5, 37}}, {{37}}}, function(x, w) return df.gelu(df.layernorm(x, w, w, 1e-6)) * df.exp(x * 0.1) end},
+  {"softmax16", {{{3, 29}}}, function(x) return df.softmax(x, -1) end},
+  {"sum16", {{{7, 48}}}, function(x) return df.sum(x * x, {0}) end},
+  {"matmul16", {{{2, 7, 5}}, {{5, 11}}}, df.matmul},
+  {"attention16", {{{2, 9, 8}}, {{2, 13, 8}}, {{2, 13, 8}}}, function(q, k, v) return df.attention(q, k, v, 0.3) end},
+  {"cast16", {{{4, 9}}}, function(x) return df.cast(df.cast(x, "f32") * 3.3, x.dtype) end},
+}
+for ci, case in ipairs(narrow) do
+  T.test(string.format("cpu_vs_ref_%s_bf16", case[1]), function() run_case(100 + ci, case, "bf16", 2e-2, 5e-2) end)
+  T.test(string.format("cpu_vs_ref_%s_f16", case[1]), function() run_case(200 + ci, case, "f16", 3e-3, 1e-2) end)
+end
+
 -- ------------------------------------------------------------ fusion rules
 
 local function schedule(g, outs)
