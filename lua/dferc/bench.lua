@@ -18,7 +18,8 @@ and compile that step from the Lua script, cold).  --quick uses a tiny
 model (for tests).  FLOPs per clip are the issue's reference counts at
 full size (99.3 G fine-tuning forward, 82.9 G pre-training forward +
 backward, 2 per multiply-add); `graph_gflop` counts the products of the
-compiled graph itself.
+compiled graph itself (matmuls and the products inside attention, a
+backward attention counting its recomputed scores).
 ]]
 local df = require "dferc"
 local core = df.core
@@ -58,6 +59,14 @@ local function graph_flops(g)
       -- K is the contracted size: the product's inner dimension
       local K = (a.shape[#a.shape] == n.shape[#n.shape - 1] and #a.shape >= 2) and a.shape[#a.shape - 1] or a.shape[#a.shape]
       total = total + 2 * out * K
+    elseif n.op == "attention" or n.op == "attention_grad" then
+      -- q [..., N, d], k [..., M, d]: two products forward (q k^T, P v);
+      -- five backward (q k^T again, P^T do, do v^T, dS k, dS^T q)
+      local q, k = g:node(n.inputs[1]), g:node(n.inputs[2])
+      local items = 1
+      for j = 1, #q.shape - 2 do items = items * q.shape[j] end
+      local N, M, d = q.shape[#q.shape - 1], k.shape[#k.shape - 1], q.shape[#q.shape]
+      total = total + (n.op == "attention" and 2 or 5) * 2 * items * N * M * d
     end
   end
   return total

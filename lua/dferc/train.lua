@@ -134,13 +134,16 @@ end
 
 --[[
 train.adamw{lr, betas = {b1, b2}, eps = 1e-8, weight_decay, groups,
-            clip_grad, compensated = true}
+            clip_grad, compensated = true, compensation = "bf16"}
 groups: name -> {weight_decay = bool, lr_scale = number}; a parameter not
 listed is decayed with scale 1.  lr and weight_decay here are the
 defaults; a schedule sets them per step with step:set_lr(lr, wd).
 compensated: keep each parameter's float32 rounding error in a second
 buffer (Kahan summation), so that many tiny updates (lr ~ 1e-6, weight
 decay alone) add up as they do in float64 instead of being rounded away.
+compensation: the buffer's dtype for float32 parameters: "bf16" (the
+default: the error of a float32 value needs only its leading bits; half
+the memory of "f32") or "f32".
 ]]
 function train.adamw(a)
   return {
@@ -152,7 +155,13 @@ function train.adamw(a)
     groups = a.groups or {},
     clip_grad = a.clip_grad,
     compensated = a.compensated ~= false,
+    compensation = a.compensation or "bf16",
   }
+end
+
+-- The dtype of the compensation buffers of parameters of dtype dt.
+local function comp_dtype(opt, dt)
+  return dt == "f32" and opt.compensation or dt
 end
 
 --[[
@@ -169,6 +178,8 @@ spelled out.)
 local function adamw_update(p, g, m, v, c, s, opt, group)
   local b1, b2 = opt.betas[1], opt.betas[2]
   local lr = s.lr * group.lr_scale
+  local cdt = c and c.dtype
+  if c and cdt ~= p.dtype then c = df.cast(c, p.dtype) end
   local x = c and p + c or p     -- the exact value
   local m1 = m * b1 + g * (1 - b1)
   local v1 = v * b2 + g * g * (1 - b2)
@@ -178,7 +189,8 @@ local function adamw_update(p, g, m, v, c, s, opt, group)
   if not c then return p + u, m1, v1 end
   local y = u + c
   local p2 = df.cast(p + y, p.dtype)
-  return p2, m1, v1, y - (p2 - p)
+  local c2 = y - (p2 - p)
+  return p2, m1, v1, cdt ~= p.dtype and df.cast(c2, cdt) or c2
 end
 
 -- -------------------------------------------------------------- the step
@@ -214,13 +226,16 @@ function train.compile(a)
     uses_rng = model.builder and model.builder.seed_input ~= nil,
   }, Step)
   -- the weights and all optimiser state: one allocation, a view per tensor
-  local sets = {step.params, step.m, step.v, step.c}
-  local esize = ({f64 = 8, f32 = 4, bf16 = 2, f16 = 2})[dt] or 4
+  local sets = {{step.params, dt}, {step.m, dt}, {step.v, dt}}
+  if step.c then sets[4] = {step.c, comp_dtype(opt, dt)} end
+  local size = {f64 = 8, f32 = 4, bf16 = 2, f16 = 2}
   local total = 0
-  for _, p in ipairs(model.params) do
-    local n = 1
-    for _, d in ipairs(p.shape) do n = n * d end
-    total = total + #sets * ((n * esize + 63) // 64 * 64)
+  for _, set in ipairs(sets) do
+    for _, p in ipairs(model.params) do
+      local n = 1
+      for _, d in ipairs(p.shape) do n = n * d end
+      total = total + (n * (size[set[2]] or 4) + 63) // 64 * 64
+    end
   end
   step.arena = df.host("u8", {math.max(total, 1)})
   local off = 0
@@ -228,8 +243,8 @@ function train.compile(a)
     for _, p in ipairs(model.params) do
       local n = 1
       for _, d in ipairs(p.shape) do n = n * d end
-      set[p.name] = df.core.view(step.arena, off, dt, p.shape)
-      off = off + (n * esize + 63) // 64 * 64
+      set[1][p.name] = df.core.view(step.arena, off, set[2], p.shape)
+      off = off + (n * (size[set[2]] or 4) + 63) // 64 * 64
     end
   end
   return step
@@ -281,7 +296,7 @@ function train.step_graph(a)
   for i, p in ipairs(model.params) do
     local m = df.input(g, "opt.m." .. p.name, dt, p.shape)
     local v = df.input(g, "opt.v." .. p.name, dt, p.shape)
-    local c = opt.compensated and df.input(g, "opt.c." .. p.name, dt, p.shape) or nil
+    local c = opt.compensated and df.input(g, "opt.c." .. p.name, comp_dtype(opt, dt), p.shape) or nil
     local group = opt.groups[p.name] or {weight_decay = true, lr_scale = 1.0}
     local p2, m2, v2, c2 = adamw_update(p.tensor, grads[i], m, v, c, s, opt, group)
     out("param." .. p.name, df.where(finite, p2, p.tensor))
@@ -427,10 +442,15 @@ function Step:load(path)
       if not h then return nil, e end
       found[name] = h
     end
-    if self.c and f.tensors["opt.c." .. p.name] then
-      local h, e = need("opt.c." .. p.name, p.shape)
-      if not h then return nil, e end
-      found["opt.c." .. p.name] = h
+    local ch = self.c and f.tensors["opt.c." .. p.name]
+    if ch then
+      -- any float dtype: converted to this optimiser's compensation dtype
+      if table.concat(ch.shape, ",") ~= table.concat(p.shape, ",") or
+          not ({f64 = 1, f32 = 1, bf16 = 1, f16 = 1})[ch.dtype] then
+        return nil, string.format("%s: 'opt.c.%s' is [%s] %s, expected [%s] floats", path, p.name,
+          table.concat(ch.shape, ", "), ch.dtype, table.concat(p.shape, ", "))
+      end
+      found["opt.c." .. p.name] = ch
     end
   end
   local md = f.metadata or {}

@@ -70,7 +70,9 @@ for _, run in ipairs(runs) do
     -- weights and optimiser state live in one allocation
     local bytes = 0
     for _, p in ipairs(c.model.params) do bytes = bytes + c.step.params[p.name].nbytes end
-    T.ok(c.step.arena.nbytes >= 4 * bytes, "one arena for weights, m, v and compensation")
+    -- (the compensation in bf16: half a weight's bytes)
+    T.ok(c.step.arena.nbytes >= 3.5 * bytes and c.step.arena.nbytes < 4 * bytes,
+      "one arena for weights, m, v and the bf16 compensation")
     -- four steps
     for i = 1, c.tj.steps do
       c.step:set_lr(c.sched[i], c.tj.weight_decay)
