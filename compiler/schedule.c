@@ -862,26 +862,24 @@ static void set_liveness(df_schedule *s) {
 
 static int hoist_updates(df_schedule *s, const unsigned char *pure) {
   int ns = s->nsteps, nsl = s->nslots;
-  int *writer = malloc((size_t)(nsl + 1) * sizeof *writer), *lastr = malloc((size_t)(nsl + 1) * sizeof *lastr);
-  int *prevr = malloc((size_t)(nsl + 1) * sizeof *prevr);
+  int *writer = malloc((size_t)(nsl + 1) * sizeof *writer);
+  double *seen = malloc((size_t)(nsl + 1) * sizeof *seen); /* the largest key of a step so far touching a slot */
   step_key *keys = malloc((size_t)(ns + 1) * sizeof *keys);
   df_step *sorted = malloc((size_t)(ns + 1) * sizeof *sorted);
-  if (!writer || !lastr || !prevr || !keys || !sorted) {
-    free(writer), free(lastr), free(prevr), free(keys), free(sorted);
+  if (!writer || !seen || !keys || !sorted) {
+    free(writer), free(seen), free(keys), free(sorted);
     return -1;
   }
-  for (int i = 0; i < nsl; i++) writer[i] = lastr[i] = prevr[i] = -1;
+  for (int i = 0; i < nsl; i++) writer[i] = -1, seen[i] = -1;
   for (int t = 0; t < ns; t++) {
     const df_step *st = &s->steps[t];
-    for (int j = 0; j < st->nout; j++) writer[df_step_out_slot(st, j)] = t;
-    for (int k = 0; k < st->nslots; k++) {
-      int q = st->slots[k];
-      if (lastr[q] != t) prevr[q] = lastr[q], lastr[q] = t;
-    }
+    for (int j = 0; j < st->nout; j++)
+      if (writer[df_step_out_slot(st, j)] < 0) writer[df_step_out_slot(st, j)] = t;
   }
   int fence = last_fallible(s);
-  /* keys in step order: a moved step's dependencies (earlier steps) have
-  ** their final keys already; ties keep the original order */
+  /* keys in step order: every step before t has its final key (ties keep
+  ** the original order).  A step after t is never a constraint on moving
+  ** t earlier: it stays after t. */
   for (int t = 0; t < ns; t++) {
     const df_step *st = &s->steps[t];
     keys[t].key = t;
@@ -894,28 +892,31 @@ static int hoist_updates(df_schedule *s, const unsigned char *pure) {
       out_elems += o->numel;
     }
     small = small && out_elems <= 64;
-    if (!movable && !small) continue;
-    double e = -1;
-    int in_place = 0;
-    for (int k = 0; k < st->nslots; k++) {
-      int q = st->slots[k];
-      if (k < st->nout) {
-        if (s->slots[q].kind == DF_SLOT_FEED) { /* overwritten in place: after its other readers */
-          in_place = 1;
-          if (prevr[q] >= 0 && keys[prevr[q]].key > e) e = keys[prevr[q]].key;
+    if (movable || small) {
+      double e = -1;
+      int in_place = 0;
+      for (int k = 0; k < st->nslots; k++) {
+        int q = st->slots[k];
+        if (k < st->nout) {
+          if (s->slots[q].kind == DF_SLOT_FEED) { /* overwritten in place: after every earlier reader */
+            in_place = 1;
+            if (seen[q] > e) e = seen[q];
+          }
+        } else if (writer[q] >= 0 && writer[q] < t && keys[writer[q]].key > e) {
+          e = keys[writer[q]].key;
         }
-      } else if (writer[q] >= 0 && keys[writer[q]].key > e) {
-        e = keys[writer[q]].key;
       }
+      if (in_place && fence >= 0 && fence < t && keys[fence].key > e) e = keys[fence].key;
+      if (e + 0.5 < t) keys[t].key = e + 0.5;
     }
-    if (in_place && fence >= 0 && keys[fence].key > e) e = keys[fence].key;
-    if (e + 0.5 < t) keys[t].key = e + 0.5;
+    for (int k = 0; k < st->nslots; k++)
+      if (keys[t].key > seen[st->slots[k]]) seen[st->slots[k]] = keys[t].key;
   }
   qsort(keys, (size_t)ns, sizeof *keys, cmp_step_key);
   for (int t = 0; t < ns; t++) sorted[t] = s->steps[keys[t].idx];
   memcpy(s->steps, sorted, (size_t)ns * sizeof *sorted);
   set_liveness(s);
-  free(writer), free(lastr), free(prevr), free(keys), free(sorted);
+  free(writer), free(seen), free(keys), free(sorted);
   return 0;
 }
 

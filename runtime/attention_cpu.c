@@ -5,7 +5,7 @@
 ** ([R, M]), each row turned into its softmax in place, O = S V.
 ** Backward, per batch item (its query blocks in order, since dK and dV add
 ** up over them): P recomputed as in the forward, dV += P^T dO,
-** dP = dO V^T, dS = P (dP - D) scale with D_i = dO_i . O_i,
+** dP = dO V^T, dS = P (dP - D) scale with D_i = sum_j P_ij dP_ij,
 ** dQ = dS K, dK += dS^T Q.
 ** The row loops are compiled for the host's vector units (target clones:
 ** AVX-512, AVX2 + FMA, baseline); exp is the polynomial of
@@ -84,16 +84,23 @@ DF_CLONES static void softmax_rows(float *p, int64_t R, int64_t M) {
   }
 }
 
-/* dp[i, j] = p[i, j] (dp[i, j] - D_i) scale, D_i = dO_i . O_i */
-DF_CLONES static void softmax_grad_rows(float *dp, const float *p, const float *go, const float *o, int64_t R,
-                                        int64_t M, int64_t d, float scale) {
+/* dp[i, j] = p[i, j] (dp[i, j] - D_i) scale, D_i = sum_j p[i, j] dp[i, j]
+** (= dO_i . O_i, but from the recomputed P: a sharp softmax would leave
+** a cancellation error of the forward's rounding otherwise) */
+DF_CLONES static void softmax_grad_rows(float *dp, const float *p, int64_t R, int64_t M, float scale) {
   for (int64_t i = 0; i < R; i++) {
-    double D = 0.0;
-    for (int64_t c = 0; c < d; c++) D += (double)go[i * d + c] * o[i * d + c];
-    float Df = (float)D;
     float *row = dp + i * M;
     const float *pr = p + i * M;
-    for (int64_t j = 0; j < M; j++) row[j] = pr[j] * (row[j] - Df) * scale;
+    float ls[LANES];
+    for (int l = 0; l < LANES; l++) ls[l] = 0.0f;
+    double D = 0.0;
+    int64_t j = 0;
+    for (; j + LANES <= M; j += LANES)
+      for (int l = 0; l < LANES; l++) ls[l] += pr[j + l] * row[j + l];
+    for (; j < M; j++) D += (double)pr[j] * row[j];
+    for (int l = 0; l < LANES; l++) D += ls[l];
+    float Df = (float)D;
+    for (j = 0; j < M; j++) row[j] = pr[j] * (row[j] - Df) * scale;
   }
 }
 
@@ -102,7 +109,7 @@ typedef struct att {
   float scale;
   const float *q, *k, *v, *o, *go;
   float *out;
-  int failed;
+  _Atomic int failed; /* a pool task could not get its blocks */
 } att;
 
 static void fwd_range(void *ctx, int64_t t0, int64_t t1) {
@@ -135,7 +142,7 @@ static void bwd_range(void *ctx, int64_t b0, int64_t b1) {
   }
   for (int64_t b = b0; b < b1; b++) {
     const float *q = a->q + b * N * d, *k = a->k + b * M * d, *v = a->v + b * M * d;
-    const float *o = a->o + b * N * d, *go = a->go + b * N * d;
+    const float *go = a->go + b * N * d;
     float *dq = a->out + b * (N + 2 * M) * d, *dk = dq + N * d, *dv = dk + M * d;
     memset(dk, 0, 2 * (size_t)M * (size_t)d * sizeof *dk);
     for (int64_t i0 = 0; i0 < N; i0 += ROWS) {
@@ -148,7 +155,7 @@ static void bwd_range(void *ctx, int64_t b0, int64_t b1) {
                   (int)d);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, (int)M, (int)d, 1.0f, gb, (int)d, v, (int)d, 0.0f, dp,
                   (int)M);
-      softmax_grad_rows(dp, p, gb, o + i0 * d, R, M, d, a->scale);
+      softmax_grad_rows(dp, p, R, M, a->scale);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, (int)d, (int)M, 1.0f, dp, (int)M, k, (int)d, 0.0f,
                   dq + i0 * d, (int)d);
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)M, (int)d, R, 1.0f, dp, (int)M, qb, (int)d, 1.0f, dk,
@@ -172,8 +179,7 @@ int df_cpu_attention(const df_graph *g, const df_node *n, void *const *in, void 
   a.scale = (float)n->attrs.fa[0];
   a.q = in[0], a.k = in[1], a.v = in[2];
   a.out = out;
-  if (a.N == 0 || a.d == 0 || a.nb == 0) return 0;
-  if (a.M == 0) { /* no keys: zero output, zero gradients */
+  if (a.N == 0 || a.M == 0 || a.d == 0 || a.nb == 0) { /* no queries or keys: zeros (dk, dv too) */
     memset(out, 0, (size_t)df_shape_numel(n->ndim, n->shape) * sizeof(float));
     return 0;
   }

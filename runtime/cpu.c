@@ -14,6 +14,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -340,6 +341,24 @@ static void report_profile(const df_schedule *s, const double *t) {
   free(f);
 }
 
+static int cmp_ptr(const void *a, const void *b) {
+  uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* How many times p occurs in the sorted array v[n]. */
+static int count_ptr(void *const *v, int n, const void *p) {
+  int lo = 0, hi = n;
+  while (lo < hi) {
+    int mid = (lo + hi) / 2;
+    if ((uintptr_t)v[mid] < (uintptr_t)p) lo = mid + 1;
+    else hi = mid;
+  }
+  int c = 0;
+  while (lo + c < n && v[lo + c] == p) c++;
+  return c;
+}
+
 static int cpu_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor **outputs, df_err *err) {
   df_schedule *s = p->s;
   const df_graph *g = s->g;
@@ -379,11 +398,17 @@ static int cpu_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor *
   ** that feed's tensor as the output (and no check may stop the run
   ** half-way), else into a copy of the feed, copied out at the end */
   void **copies = calloc((size_t)s->n_out + 1, sizeof *copies);
-  if (!copies) rc = df_err_set(err, DF_ENOMEM, "cpu: out of memory");
+  void **fed = malloc((size_t)(s->nslots + 1) * sizeof *fed); /* the feeds' memory, sorted */
+  int nfed = 0;
+  if (!copies || !fed) rc = df_err_set(err, DF_ENOMEM, "cpu: out of memory");
+  for (int i = 0; fed && i < s->nslots; i++)
+    if (s->slots[i].kind == DF_SLOT_FEED) fed[nfed++] = ptr[i];
+  if (fed) qsort(fed, (size_t)nfed, sizeof *fed, cmp_ptr);
   for (int i = 0; i < s->n_out && rc == 0; i++) {
     if (!s->out_alias[i]) continue;
     int f = s->out_slots[i];
-    if (!p->check_finite && given[i] && given[i]->data == ptr[f]) continue;
+    /* directly only if no other feed is bound to the same memory */
+    if (!p->check_finite && given[i] && given[i]->data == ptr[f] && count_ptr(fed, nfed, ptr[f]) == 1) continue;
     size_t nb = (size_t)s->slots[f].numel * df_dtype_size(s->slots[f].dtype);
     copies[i] = aligned_alloc(64, (nb + 63) & ~(size_t)63);
     if (!copies[i]) {
@@ -424,8 +449,27 @@ static int cpu_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor *
   }
   if (prof) report_profile(s, prof);
   free(prof);
-  /* new tensors first, then the caller's: a given output may overwrite a
-  ** feed that another output (the feed itself) still has to read */
+  /* the caller's tensors are written last, and any output whose values
+  ** sit in memory that one of them overwrites is first set aside */
+  void **src = calloc((size_t)s->n_out + 1, sizeof *src), **dst = calloc((size_t)s->n_out + 1, sizeof *dst);
+  void **saved = calloc((size_t)s->n_out + 1, sizeof *saved);
+  int ndst = 0;
+  if (rc == 0 && (!src || !dst || !saved)) rc = df_err_set(err, DF_ENOMEM, "cpu: out of memory");
+  for (int i = 0; i < s->n_out && rc == 0; i++) {
+    src[i] = ptr[s->out_slots[i]];
+    if (given[i] && given[i]->data != src[i]) dst[ndst++] = given[i]->data;
+  }
+  if (rc == 0) qsort(dst, (size_t)ndst, sizeof *dst, cmp_ptr);
+  for (int i = 0; i < s->n_out && rc == 0; i++) {
+    if (count_ptr(dst, ndst, src[i]) == 0) continue;
+    size_t nb = (size_t)s->slots[s->out_slots[i]].numel * df_dtype_size(s->slots[s->out_slots[i]].dtype);
+    if (!(saved[i] = malloc(nb + 1))) {
+      rc = df_err_set(err, DF_ENOMEM, "cpu: out of memory for %zu bytes", nb);
+      break;
+    }
+    memcpy(saved[i], src[i], nb);
+    src[i] = saved[i];
+  }
   for (int pass = 0; pass < 2; pass++)
     for (int i = 0; i < s->n_out && rc == 0; i++) {
       if ((pass == 0) == (given[i] != NULL)) continue;
@@ -433,9 +477,10 @@ static int cpu_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor *
       const df_node *nd = df_graph_node(g, sl->node);
       if (!given[i]) outputs[i] = df_tensor_new(nd->dtype, nd->ndim, nd->shape, err);
       if (!outputs[i]) rc = DF_ENOMEM;
-      else if (outputs[i]->data != ptr[s->out_slots[i]])
-        memcpy(outputs[i]->data, ptr[s->out_slots[i]], outputs[i]->nbytes);
+      else if (outputs[i]->data != src[i]) memcpy(outputs[i]->data, src[i], outputs[i]->nbytes);
     }
+  for (int i = 0; saved && i < s->n_out; i++) free(saved[i]);
+  free(saved), free(src), free(dst), free(fed);
   if (rc)
     for (int i = 0; i < s->n_out; i++) {
       if (!given[i]) df_tensor_unref(outputs[i]);

@@ -252,6 +252,92 @@ T.test("outputs_in_place_into_their_feeds", function()
   T.ok(df.compare(r[2], feeds().p) == 0, "p as it was fed")
 end)
 
+-- cpu against ref, optionally with some outputs given (in place)
+local function same_as_ref(g, outs, feeds, given_fn, what)
+  local want = assert(assert(df.core.compile(g, outs, "ref")):run(feeds()))
+  local f = feeds()
+  local got = assert(assert(df.core.compile(g, outs, "cpu")):run(f, given_fn and given_fn(f) or nil))
+  for k = 1, #outs do
+    local e = df.compare(got[k], want[k])
+    T.ok(e <= 1e-5, string.format("%s: output %d relative error %.3g", what, k, e))
+  end
+end
+
+T.test("in_place_update_waits_for_every_reader_of_the_old_value", function()
+  local function feeds() return {p = df.randn("f32", {4, 100}, 1), g = df.randn("f32", {4, 100}, 2)} end
+  -- the update's output is read twice later; the old p by a step that stays
+  local g = df.graph()
+  local p = df.input(g, "p", "f32", {4, 100})
+  local gr = df.input(g, "g", "f32", {4, 100})
+  local w = gr * 3.0
+  local y = p * 2.0
+  local p1 = p - gr * 0.5
+  local outs = {w, df.sum(w), y, df.sum(y * y), p1, df.sum(p1 * 2.0), df.amax(p1, {0})}
+  same_as_ref(g, outs, feeds, nil, "later readers")
+  same_as_ref(g, outs, feeds, function(f) return {nil, nil, nil, nil, f.p} end, "later readers, in place")
+  -- the last reader of p is small and moves up; an earlier reader stays
+  local g2 = df.graph()
+  local p2 = df.input(g2, "p", "f32", {4, 100})
+  local gr2 = df.input(g2, "g", "f32", {4, 100})
+  local w1, w2 = gr2 * 3.0, gr2 * 4.0
+  local y2 = p2 * 2.0
+  local outs2 = {w1, w2, y2, df.sum(y2 * w1 * w2), df.sum(p2 * p2), p2 - gr2 * 0.5}
+  same_as_ref(g2, outs2, feeds, nil, "hoisted reader")
+  same_as_ref(g2, outs2, feeds, function(f) return {nil, nil, nil, nil, nil, f.p} end, "hoisted reader, in place")
+end)
+
+T.test("in_place_with_aliased_tensors", function()
+  -- one tensor bound to two feeds, given as the in-place output
+  local g = df.graph()
+  local p = df.input(g, "p", "f32", {4, 16})
+  local gr = df.input(g, "g", "f32", {4, 16})
+  local outs = {p - gr * 0.5, df.sum(gr * gr)}
+  local want = assert(assert(df.core.compile(g, outs, "ref")):run({p = df.randn("f32", {4, 16}, 1),
+                                                                   g = df.randn("f32", {4, 16}, 1)}))
+  local t = df.randn("f32", {4, 16}, 1)
+  local got = assert(assert(df.core.compile(g, outs, "cpu")):run({p = t, g = t}, {t, nil}))
+  T.ok(df.compare(got[2], want[2]) <= 1e-6, "g read as it was fed")
+  T.ok(df.compare(t, want[1]) <= 1e-6, "the update written into the tensor")
+  -- outputs {p1, p}: p's tensor given for p1, another for p
+  local g2 = df.graph()
+  local p2 = df.input(g2, "p", "f32", {3, 17})
+  local m2 = df.input(g2, "m", "f32", {3, 17})
+  local outs2 = {p2 - m2 * 0.1, p2}
+  local function feeds() return {p = df.randn("f32", {3, 17}, 1), m = df.randn("f32", {3, 17}, 2)} end
+  local want2 = assert(assert(df.core.compile(g2, outs2, "ref")):run(feeds()))
+  local f = feeds()
+  local x = df.randn("f32", {3, 17}, 9)
+  local got2 = assert(assert(df.core.compile(g2, outs2, "cpu")):run(f, {f.p, x}))
+  T.ok(df.compare(got2[1], want2[1]) <= 1e-6, "p1 into p's tensor")
+  T.ok(df.compare(x, want2[2]) == 0, "the other tensor gets p as it was fed")
+end)
+
+T.test("nan_survives_max_and_empty_attention_is_zero", function()
+  local g = df.graph()
+  local x = df.input(g, "x", "f32", {5, 16})
+  local outs = {df.amax(x, {0}), df.amax(x, {1})}
+  local vals = {}
+  for i = 1, 80 do vals[i] = (i == 3) and 0 / 0 or i * 0.1 end -- a NaN in row 0, column 2
+  local r = assert(assert(df.core.compile(g, outs, "cpu")):run({x = df.host("f32", {5, 16}, vals)}))
+  local c = r[1]:get(3)
+  T.ok(c ~= c, "column max with a NaN is NaN")
+  T.ok(r[2]:get(1) ~= r[2]:get(1), "row max with a NaN is NaN")
+  T.ok(r[1]:get(4) == r[1]:get(4), "other columns finite")
+  -- attention with no queries: its gradient is zero for k and v
+  local g2 = df.graph()
+  local q = df.input(g2, "q", "f32", {2, 0, 4})
+  local k = df.input(g2, "k", "f32", {2, 3, 4})
+  local v = df.input(g2, "v", "f32", {2, 3, 4})
+  local gr = df.grad(df.sum(df.attention(q, k, v, 0.5)), {k, v})
+  local res = assert(assert(df.core.compile(g2, gr, "cpu")):run({q = df.randn("f32", {2, 0, 4}, 1),
+    k = df.randn("f32", {2, 3, 4}, 2), v = df.randn("f32", {2, 3, 4}, 3)}))
+  for i = 1, 2 do
+    local m = 0
+    for j = 1, res[i].numel do m = math.max(m, math.abs(res[i]:get(j))) end
+    T.eq(m, 0, "gradient " .. i .. " is zero")
+  end
+end)
+
 -- ------------------------------------------------------------ model variants
 
 -- every variant the config keys allow, forward and gradients, cpu = ref
