@@ -4,7 +4,8 @@
 # cache at once (--tune and DFERC_TUNE=1), every kernel gets one stored
 # winner with its times, and a later process without --tune loads the same
 # winners from the cache and compiles nothing; then 8 processes compiling
-# overlapping kernel sets into one database at once.  Under 90 s on 2 cores.
+# overlapping kernel sets into one database at once; then every kernel of
+# the tiny pre-training step tuned.  Under 2 minutes on 2 cores.
 set -u
 D=${DFERC:-./dferc}
 tmp=$(mktemp -d)
@@ -108,3 +109,31 @@ for i in 0 1 2 3; do
   done
 done
 if [ -z "$bad" ]; then ok eight_processes_same_kernels_after; else nok eight_processes_same_kernels_after "$bad"; fi
+
+# the tiny pre-training step (forward, backward, AdamW updates): every
+# kernel is searched (none too big, none whose default code disagrees with
+# the interpreter, no candidate rejected), and a second process reloads them
+cat >"$tmp/step.lua" <<'LUA'
+local df = require "dferc"
+local cache = require "dferc.cache"
+local train = require "dferc.train"
+local S = require "mae_dfer"
+local model = S.build({kind = "pretrain", B = 2, img = 64, frames = 8, region = {2, 2, 4}, enc_dim = 64,
+  enc_heads = 4, enc_depth = 2, dec_dim = 48, dec_heads = 3, dec_depth = 1, win = {2, 4}, mask_ratio = 0.75},
+  {fused_attention = df.core.supports("cpu", "attention")})
+local opt = train.adamw {lr = 1e-4, betas = {0.9, 0.95}, weight_decay = 0.05, groups = train.mae_dfer_groups(model)}
+local step = assert(train.compile {model = model, loss = model.outputs.loss, optimizer = opt, device = "cpu"})
+local st, t = step.plan:stats(), cache.tune_stats()
+print(string.format("kernels %d hits %d searched %d from_cache %d untunable %d rejected %d", st.kernels,
+  st.cache_hits, t.searched, t.from_cache, t.untunable, t.rejected))
+LUA
+export DFERC_CACHE="$tmp/step.db"
+out1=$(DFERC_TUNE=1 "$D" run "$tmp/step.lua" 2>"$tmp/step1.err")
+out2=$("$D" run "$tmp/step.lua" 2>"$tmp/step2.err")
+k=$(echo "$out1" | sed -n 's/^kernels \([0-9]*\) .*/\1/p')
+if [ -n "$k" ] && [ "$out1" = "kernels $k hits 0 searched $k from_cache 0 untunable 0 rejected 0" ] &&
+  [ "$out2" = "kernels $k hits $k searched 0 from_cache $k untunable 0 rejected 0" ]; then
+  ok "pretrain_step_every_kernel_tuned ($k kernels)"
+else
+  nok pretrain_step_every_kernel_tuned "tuning: $out1 $(oneline <"$tmp/step1.err"); reloading: $out2 $(oneline <"$tmp/step2.err")"
+fi
