@@ -36,11 +36,12 @@ void df_cuda_print(kir_kernel *const *ks, int n, FILE *f);
 char *df_cuda_source(kir_kernel *const *ks, int n);
 
 /*
-** Library steps (DF_STEP_LIB: mask_index, scatter_add, rand) get kernels of
-** their own, specialised to the step's shapes: `extern "C" __global__ void
-** dferc_step<i>_<op>(in..., out, long long *status)`, launched with
-** df_cuda_lib_threads() threads (one per row, output column or element;
-** the kernel checks its bound).  They compute what the ops' reference
+** Library steps (DF_STEP_LIB: mask_index, scatter_add, rand, attention,
+** attention_grad) get kernels of their own, specialised to the step's
+** shapes: `extern "C" __global__ void dferc_step<i>_<op>(in..., out, long
+** long *status, double *scratch)`, launched with df_cuda_lib_threads()
+** threads (one per row, output column, element or query/key row; the
+** kernel checks its bound).  They compute what the ops' reference
 ** kernels compute, in the order the reference sums, and write no
 ** out-of-range index.  A failed run-time check (a mask row with another
 ** count, an index out of range) records the first failure in status[0..5]
@@ -53,9 +54,18 @@ enum { DF_CUDA_ST_MASK_COUNT = 1, DF_CUDA_ST_MASK_REGION = 2, DF_CUDA_ST_INDEX =
 
 /* 0, or DF_EUNSUPPORTED naming the op and dtype that have no kernel. */
 int df_cuda_print_lib(const df_schedule *s, int step, FILE *f, df_err *err);
-int64_t df_cuda_lib_threads(const df_schedule *s, int step);
-/* The kernel name of a library step: "dferc_step<i>_<op>". */
-void df_cuda_lib_symbol(const df_schedule *s, int step, char *buf, size_t n);
+/* A library step runs as df_cuda_lib_parts() kernels in turn (2 for
+** attention_grad: query rows, then key rows), part p with
+** df_cuda_lib_threads(s, step, p) threads. */
+int df_cuda_lib_parts(const df_schedule *s, int step);
+int64_t df_cuda_lib_threads(const df_schedule *s, int step, int part);
+/* The kernel name of part p of a library step: "dferc_step<i>_<op>"
+** (with "_<p>" when it has several parts). */
+void df_cuda_lib_symbol(const df_schedule *s, int step, int part, char *buf, size_t n);
+/* Every library kernel takes (inputs..., output, long long *status, double
+** *scratch): the bytes of scratch a step needs (attention_grad: each
+** query row's log-sum-exp and do . o), shared by all steps. */
+size_t df_cuda_lib_scratch(const df_schedule *s, int step);
 /* Format status words (status[0] != 0) as the reference kernel's error. */
 int df_cuda_status_message(const df_schedule *s, const long long *status, df_err *err);
 

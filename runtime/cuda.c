@@ -250,10 +250,11 @@ static int cuda_supports(df_op op) { return df_op_info(op) != NULL; }
 struct df_plan {
   df_schedule *s;
   CUmodule mod;
-  CUfunction *fns;      /* per step: KERNEL and LIB steps */
+  CUfunction *fns;      /* per step: KERNEL and LIB steps (a LIB step's first part) */
+  CUfunction *fns2;     /* per step: a LIB step's second part (attention_grad) */
   size_t *off;          /* per slot: byte offset in the device allocation */
   size_t feed_off, feed_bytes; /* feeds: one contiguous region */
-  size_t status_off, total;
+  size_t status_off, scratch_off, total;
   size_t *out_off;      /* per output: offset in the pinned output region */
   size_t out_bytes;
   CUdeviceptr mem;      /* the one device allocation (0 until the first run) */
@@ -281,6 +282,7 @@ static void cuda_plan_free(df_plan *p) {
   }
   free(p->ev);
   free(p->fns);
+  free(p->fns2);
   free(p->off);
   free(p->out_off);
   df_schedule_free(p->s);
@@ -372,7 +374,12 @@ static int plan_layout(df_plan *p, df_err *err) {
     }
   p->feed_bytes = at - p->feed_off;
   p->status_off = at;
-  p->total = at + 64;
+  at += 64;
+  size_t scratch = 0; /* library kernels' scratch, one region for all */
+  for (int i = 0; i < s->nsteps; i++)
+    if (s->steps[i].kind == DF_STEP_LIB && df_cuda_lib_scratch(s, i) > scratch) scratch = df_cuda_lib_scratch(s, i);
+  p->scratch_off = at;
+  p->total = at + align64(scratch);
   for (int i = 0; i < s->n_out; i++) {
     p->out_off[i] = p->out_bytes;
     p->out_bytes += align64(slot_bytes(&s->slots[s->out_slots[i]]));
@@ -399,7 +406,8 @@ static df_plan *cuda_compile(const df_graph *g, const df_node_id *outputs, int n
   }
   df_schedule *s = p->s;
   p->fns = calloc((size_t)s->nsteps + 1, sizeof *p->fns);
-  if (!p->fns) {
+  p->fns2 = calloc((size_t)s->nsteps + 1, sizeof *p->fns2);
+  if (!p->fns || !p->fns2) {
     rc = df_err_set(err, DF_ENOMEM, "cuda: out of memory");
     goto done;
   }
@@ -422,10 +430,14 @@ static df_plan *cuda_compile(const df_graph *g, const df_node_id *outputs, int n
       if (st->kind == DF_STEP_KERNEL)
         snprintf(sym, sizeof sym, "dferc_%016llx", (unsigned long long)kir_hash(st->kernel));
       else if (st->kind == DF_STEP_LIB)
-        df_cuda_lib_symbol(s, i, sym, sizeof sym);
+        df_cuda_lib_symbol(s, i, 0, sym, sizeof sym);
       else
         continue;
       CU_CHECK(df_cu.cuModuleGetFunction(&p->fns[i], p->mod, sym));
+      if (st->kind == DF_STEP_LIB && df_cuda_lib_parts(s, i) > 1) {
+        df_cuda_lib_symbol(s, i, 1, sym, sizeof sym);
+        CU_CHECK(df_cu.cuModuleGetFunction(&p->fns2[i], p->mod, sym));
+      }
     }
   }
   for (const char *q = src; q && (q = strstr(q, "__global__")); q++) p->st.kernels++;
@@ -552,7 +564,7 @@ done:
 static int run_step(df_plan *p, int i, df_err *err) {
   df_schedule *s = p->s;
   df_step *st = &s->steps[i];
-  CUdeviceptr ptrs[64 + 2];
+  CUdeviceptr ptrs[64 + 3];
   void *args[64 + 3];
   long long start = 0, end = 0;
   if (st->kind == DF_STEP_MATMUL) return run_matmul(p, st, err);
@@ -573,7 +585,11 @@ static int run_step(df_plan *p, int i, df_err *err) {
   }
   ptrs[st->nslots] = p->mem + p->status_off;
   args[st->nslots] = &ptrs[st->nslots];
-  return launch_n(p->fns[i], df_cuda_lib_threads(s, i), args, err);
+  ptrs[st->nslots + 1] = p->mem + p->scratch_off;
+  args[st->nslots + 1] = &ptrs[st->nslots + 1];
+  int rc = launch_n(p->fns[i], df_cuda_lib_threads(s, i, 0), args, err);
+  if (rc == 0 && df_cuda_lib_parts(s, i) > 1) rc = launch_n(p->fns2[i], df_cuda_lib_threads(s, i, 1), args, err);
+  return rc;
 }
 
 /* The name of step i for messages and profiles. */
@@ -790,7 +806,18 @@ static int cuda_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor 
       CU_CHECK(df_cu.cuMemcpyDtoHAsync(outbuf + p->out_off[i], dptr(p, s->out_slots[i]), slot_bytes(sl), gpu.stream));
   }
   CU_CHECK(df_cu.cuMemcpyDtoHAsync(status, p->mem + p->status_off, 64, gpu.stream));
-  CU_CHECK(df_cu.cuStreamSynchronize(gpu.stream));
+  CUresult sr = df_cu.cuStreamSynchronize(gpu.stream);
+  if (sr != CUDA_SUCCESS) {
+    /* a kernel failed after its launch returned: which one shows with
+    ** DFERC_CUDA_SYNC=1 */
+    rc = cu_error(err, sr, "cuStreamSynchronize", __LINE__);
+    if (!gpu.debug_sync && err) {
+      char m[sizeof err->msg];
+      snprintf(m, sizeof m, "%s", err->msg);
+      df_err_set(err, rc, "%.900s; a step of the run failed (DFERC_CUDA_SYNC=1 names it)", m);
+    }
+    goto done;
+  }
   if (status[0]) {
     rc = df_cuda_status_message(s, status, err);
     goto done;

@@ -95,6 +95,7 @@ typedef struct mock_mod {
 static const char header[] =
     "#include <math.h>\n#include <string.h>\n"
     "#undef NAN\n#undef INFINITY\n"
+    "#define DFERC_HOST 1\n#define __forceinline__ inline\n"
     "#define __global__\n#define __device__\n#define __restrict__ __restrict\n#define __shared__ static\n"
     "struct mock_dim3 { unsigned x, y, z; };\n"
     "static thread_local mock_dim3 blockIdx, threadIdx, blockDim;\n"
@@ -103,6 +104,8 @@ static const char header[] =
     "extern \"C\" void mock_set(unsigned b, unsigned t, unsigned n, void (*sync)(void)) {\n"
     "  blockIdx.x = b; threadIdx.x = t; blockDim.x = n; mock_sync = sync; }\n"
     "static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }\n"
+    "static inline float __uint_as_float(unsigned i) { float f; memcpy(&f, &i, 4); return f; }\n"
+    "static inline unsigned __float_as_uint(float f) { unsigned i; memcpy(&i, &f, 4); return i; }\n"
     "static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }\n"
     "static inline double rsqrt(double x) { return 1.0 / sqrt(x); }\n"
     "static inline unsigned long long atomicCAS(unsigned long long *p, unsigned long long c, unsigned long long v) {\n"
