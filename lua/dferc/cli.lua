@@ -558,6 +558,18 @@ end
 function cli.bench(args)
   local opts = parse_args(args, {device = "value", out = "value", workloads = "value", repeats = "value",
     quick = "bool", one = "value", ["no-cache"] = "bool"}, 2)
+  -- the measurements run with OpenBLAS choosing its own kernels: a pinned
+  -- core type (OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE) is unset for them, and
+  -- the core it picked is in every record (blas_core)
+  if not opts.one and (os.getenv("OPENBLAS_CORETYPE") or os.getenv("OPENBLAS_L2_SIZE")) then
+    local q = {"env", "-u", "OPENBLAS_CORETYPE", "-u", "OPENBLAS_L2_SIZE", core.exe()}
+    for i = 1, #args do q[#q + 1] = args[i] end
+    for i, w in ipairs(q) do q[i] = "'" .. tostring(w):gsub("'", "'\\''") .. "'" end
+    print("bench: measuring with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset")
+    io.stdout:flush()
+    local ok, _, code = os.execute(table.concat(q, " "))
+    return ok and 0 or (code or 1)
+  end
   set_cache(opts)
   return require("dferc.bench").main(opts)
 end

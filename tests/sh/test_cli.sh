@@ -36,6 +36,9 @@ expect bench_quick 0 "finetune_infer_b1" -- "$D" bench --quick --workloads finet
 expect bench_json_fields 0 '"ceiling_gflops"' -- cat "$tmp/bench.json"
 expect bench_json_rss 0 '"peak_rss_mb"' -- cat "$tmp/bench.json"
 expect bench_unknown_workload 1 "unknown workload 'nope'" -- "$D" bench --quick --workloads nope
+expect bench_unpins_openblas 0 "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset" -- \
+  env OPENBLAS_CORETYPE=Haswell "$D" bench --quick --workloads finetune_infer_b1 --out "$tmp/bench2.json"
+expect bench_unpinned_record 0 '"blas_core"' -- cat "$tmp/bench2.json"
 if "$D" devices | grep -qx cpu; then
 expect cpu_forward 0 "device cpu" -- "$D" forward img=64 frames=8 region=[2,2,4] dim=32 heads=2 depth=1 B=2 --device cpu --dump "$tmp/dump"
 expect dump_has_kernels 0 "fused_layernorm" -- ls "$tmp/dump"
