@@ -5,7 +5,11 @@
 ** alloca (mem2reg turns it into a phi); expressions are evaluated where a
 ** statement uses them (GVN and LICM hoist what is invariant); the O3
 ** pipeline with the host's features vectorises the VECTOR loops (with
-** AVX-512 when the CPU has it: functions prefer 512-bit vectors).
+** AVX-512 when the CPU has it: by default functions prefer 512-bit
+** vectors).  A tuning configuration (compiler/tune.h) sets the preferred
+** vector width and the VECTOR loops' interleave and unroll counts; the
+** tuner (tune_kernel) searches them per kernel, checking every candidate
+** against compiler/kir_interp before timing it.
 */
 #include "config.h"
 
