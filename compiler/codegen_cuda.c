@@ -506,7 +506,8 @@ static int lib_unsupported(const df_node *nd, df_dtype t, df_err *err) {
 ** the keys with an online softmax (running max and sum, the output rows
 ** rescaled when the max grows), in float64 as the reference.
 ** attention_grad: part 0, one thread per query row: its log-sum-exp and
-** D = do . o (into scratch), then dq; part 1, one thread per key row: dk
+** D = sum_j P_ij (do_i . v_j) (= do_i . o_i; from the recomputed P, as the
+** cpu device) into scratch, then dq; part 1, one thread per key row: dk
 ** and dv from the stored statistics.  No atomics, no N x M matrix.
 */
 static int print_attention(const df_schedule *s, int step, const df_node *nd, FILE *f) {
@@ -559,14 +560,22 @@ static int print_attention(const df_schedule *s, int step, const df_node *nd, FI
           "  const %s *kb = k + b * %" PRId64 "LL, *vb = v + b * %" PRId64 "LL;\n"
           "  double m = -(double)INFINITY, l = 0, D = 0, dq[%" PRId64 "];\n"
           "  for (long long j = 0; j < %" PRId64 "LL; j++) {\n"
-          "    double a = 0;\n"
-          "    for (int c = 0; c < %" PRId64 "; c++) a += (double)qi[c] * (double)kb[j * %" PRId64 "LL + c];\n"
+          "    double a = 0, g = 0;\n"
+          "    for (int c = 0; c < %" PRId64 "; c++) {\n"
+          "      a += (double)qi[c] * (double)kb[j * %" PRId64 "LL + c];\n"
+          "      g += (double)gi[c] * (double)vb[j * %" PRId64 "LL + c];\n"
+          "    }\n"
           "    a *= %.17g;\n"
-          "    if (a > m) { l *= exp(m - a); m = a; }\n"
-          "    l += exp(a - m);\n"
+          "    if (a > m) { const double r = exp(m - a); l *= r; D *= r; m = a; }\n"
+          "    const double p = exp(a - m);\n"
+          "    l += p;\n"
+          "    D += p * g;\n"
           "  }\n"
+          "  /* D = sum_j P_ij (do_i . v_j), from the recomputed P (= do_i . o_i) */\n"
           "  const double lse = m + log(l);\n"
-          "  for (int c = 0; c < %" PRId64 "; c++) { D += (double)gi[c] * (double)oi[c]; dq[c] = 0; }\n"
+          "  D = l > 0 ? D / l : 0.0;\n"
+          "  (void)oi;\n"
+          "  for (int c = 0; c < %" PRId64 "; c++) dq[c] = 0;\n"
           "  scratch[2 * t] = lse;\n"
           "  scratch[2 * t + 1] = D;\n"
           "  for (long long j = 0; j < %" PRId64 "LL; j++) {\n"
@@ -581,8 +590,8 @@ static int print_attention(const df_schedule *s, int step, const df_node *nd, FI
           "  %s *yq = y + (b * %" PRId64 "LL + i) * %" PRId64 "LL;\n"
           "  for (int c = 0; c < %" PRId64 "; c++) yq[c] = (%s)dq[c];\n"
           "}\n\n",
-          sym, T, T, T, T, T, T, nb * N, N, N, T, d, d, d, T, M * d, M * d, d, M, d, d, scale, d, M, d, d, d, scale,
-          scale, d, d, T, R, d, d, T);
+          sym, T, T, T, T, T, T, nb * N, N, N, T, d, d, d, T, M * d, M * d, d, M, d, d, d, scale, d, M, d, d, d,
+          scale, scale, d, d, T, R, d, d, T);
   /* part 1: per key row */
   df_cuda_lib_symbol(s, step, 1, sym, sizeof sym);
   fprintf(f,

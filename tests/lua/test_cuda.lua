@@ -37,6 +37,10 @@ local extra = {
   {"mean_3d", {{{4, 9, 31}}}, function(x) return df.mean(x, {0, 2}) end},
   {"chain", {{{4, 31}}, {{31}}}, function(x, w) return df.gelu(df.layernorm(x, w, w, 1e-6)) * df.exp(x * 0.1) end},
   {"permute_reshape", {{{2, 3, 5, 7}}}, function(x) return df.reshape(df.permute(x, {0, 2, 1, 3}), {10, 21}) * 2 end},
+  {"attention_long", {{{2, 130, 24}}, {{2, 77, 24}}, {{2, 77, 24}}},
+   function(q, k, v) return df.attention(q, k, v, 0.2) end},
+  {"attention_no_queries", {{{1, 0, 4}}, {{1, 3, 4}}, {{1, 3, 4}}},
+   function(q, k, v) return df.attention(q, k, v, 0.5) end},
   {"scatter_add_bcast", {{{3, 4}, "idx", {0, 5, 2, 2, 1, 1, 3, 4, 4, 0, 5, 5}}, {{3, 4, 7}}},
    function(i, s) return df.scatter_add(i, s, 1, {1, 6, 7}) end},
 }
