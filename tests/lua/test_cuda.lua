@@ -41,6 +41,8 @@ local extra = {
    function(q, k, v) return df.attention(q, k, v, 0.2) end},
   {"attention_no_queries", {{{1, 0, 4}}, {{1, 3, 4}}, {{1, 3, 4}}},
    function(q, k, v) return df.attention(q, k, v, 0.5) end},
+  -- 16-bit floats: stored in 16 bits, computed on as float32, rounded to nearest even
+  {"cast_bf16", {{{7, 9}}}, function(x) return df.cast(df.cast(x * 3.7, "bf16") * 1.5, "f32") end},
   {"scatter_add_bcast", {{{3, 4}, "idx", {0, 5, 2, 2, 1, 1, 3, 4, 4, 0, 5, 5}}, {{3, 4, 7}}},
    function(i, s) return df.scatter_add(i, s, 1, {1, 6, 7}) end},
 }
