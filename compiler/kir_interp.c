@@ -58,6 +58,11 @@ static val convert(val v, df_dtype from, df_dtype to) {
     r.i = is_f(from) ? (v.f != 0 || isnan(v.f)) : v.i != 0;
   } else if (is_f(to)) {
     r.f = is_f(from) ? v.f : (double)v.i;
+    if (to == DF_F16 || to == DF_BF16) { /* a 16-bit float holds only what it can (as the code generators) */
+      uint16_t h;
+      df_dtype_set(to, &h, 0, r.f);
+      r.f = df_dtype_get(to, &h, 0);
+    }
   } else {
     int64_t x = is_f(from) ? (isfinite(v.f) && fabs(v.f) < 9.2e18 ? (int64_t)v.f : 0) : v.i;
     switch (to) {

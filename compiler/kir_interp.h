@@ -9,7 +9,8 @@
 ** dtype) and int64 for integers; a value is converted to its buffer's
 ** dtype only when stored.  Semantics are the code generators': integer
 ** division truncates and gives 0 for a zero divisor, MAX and MIN let a NaN
-** in their first operand win, a float-to-integer cast truncates.  Every
+** in their first operand win, a float-to-integer cast truncates, a cast to
+** a 16-bit float rounds to what that type can hold.  Every
 ** load and store is bounds-checked.  Slow and simple on purpose.
 */
 #ifndef DF_KIR_INTERP_H

@@ -241,20 +241,23 @@ static void test_interp_agrees_with_cpu(void) {
 static void test_interp_semantics(void) {
   /* integer division by zero is 0; a float-to-int cast truncates; NaN in MAX's first operand wins */
   kir_kernel *k = kir_new("test_semantics");
-  int o = kir_add_buf(k, DF_I64, 3, KB_GLOBAL, KB_OUT), f = kir_add_buf(k, DF_F32, 1, KB_GLOBAL, KB_OUT);
+  int o = kir_add_buf(k, DF_I64, 3, KB_GLOBAL, KB_OUT), f = kir_add_buf(k, DF_F32, 2, KB_GLOBAL, KB_OUT);
   kir_for(k, 1, KF_PARALLEL);
   kir_store(k, o, kir_const_i(k, 0), kir_bin(k, DF_OP_DIV, kir_const_i(k, 7), kir_const_i(k, 0)));
   kir_store(k, o, kir_const_i(k, 1), kir_bin(k, DF_OP_DIV, kir_const_i(k, -7), kir_const_i(k, 2)));
   kir_store(k, o, kir_const_i(k, 2), kir_cast(k, DF_I64, kir_const_f(k, DF_F32, -2.75)));
   kir_store(k, f, kir_const_i(k, 0), kir_bin(k, DF_OP_MAX, kir_const_f(k, DF_F32, NAN), kir_const_f(k, DF_F32, 1)));
+  /* a cast to bf16 rounds: 1.01 holds as 1.0078125 */
+  kir_store(k, f, kir_const_i(k, 1), kir_cast(k, DF_F32, kir_cast(k, DF_BF16, kir_const_f(k, DF_F32, 1.01))));
   kir_end(k);
   int64_t ov[3] = {9, 9, 9};
-  float fv = 0;
-  void *b[2] = {ov, &fv};
+  float fv[2] = {0, 0};
+  void *b[2] = {ov, fv};
   df_err e = {0};
   CHECK(kir_interp_run(k, b, &e) == 0);
   CHECK(ov[0] == 0 && ov[1] == -3 && ov[2] == -2);
-  CHECK(isnan(fv));
+  CHECK(isnan(fv[0]));
+  CHECK(fv[1] == 1.0078125f);
   kir_free(k);
   /* an index out of range is an error naming the kernel and the buffer */
   k = kir_new("test_out_of_range");
