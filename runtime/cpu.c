@@ -29,6 +29,7 @@ struct df_plan {
   df_schedule *s;
   df_llvm_jit *jit;
   df_kernel_fn *fns;
+  int *chunks;           /* per step: pool chunks per thread (0: the pool's default; tuned) */
   void *arena;
   int check_finite;
   df_llvm_stats codegen;
@@ -43,6 +44,7 @@ static void cpu_plan_free(df_plan *p) {
   df_llvm_free(p->jit);
   df_schedule_free(p->s);
   free(p->fns);
+  free(p->chunks);
   free(p->arena);
   free(p);
 }
@@ -61,7 +63,8 @@ static df_plan *cpu_compile(const df_graph *g, const df_node_id *outputs, int n_
   int nk = 0;
   kir_kernel **ks = malloc((size_t)(p->s->nsteps + 1) * sizeof *ks);
   p->fns = calloc((size_t)p->s->nsteps + 1, sizeof *p->fns);
-  if (!ks || !p->fns) {
+  p->chunks = calloc((size_t)p->s->nsteps + 1, sizeof *p->chunks);
+  if (!ks || !p->fns || !p->chunks) {
     free(ks);
     cpu_plan_free(p);
     df_err_set(err, DF_ENOMEM, "cpu: out of memory");
@@ -82,6 +85,8 @@ static df_plan *cpu_compile(const df_graph *g, const df_node_id *outputs, int n_
     df_step *st = &p->s->steps[i];
     if (st->kind != DF_STEP_KERNEL) continue;
     p->fns[i] = df_llvm_lookup(p->jit, st->kernel);
+    const df_tune_config *tc = df_llvm_kernel_config(p->jit, st->kernel);
+    p->chunks[i] = tc ? tc->chunks : 0;
     if (!p->fns[i]) {
       df_err_set(err, DF_EUNSUPPORTED, "cpu: kernel %s did not compile", st->kernel->name);
       cpu_plan_free(p);
@@ -427,7 +432,7 @@ static int cpu_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor *
     case DF_STEP_KERNEL: {
       for (int b = 0; b < st->nslots; b++) bufs[b] = ptr[st->slots[b]];
       kctx k = {p->fns[i], bufs};
-      df_pool_run(st->kernel->parallel_extent, run_range, &k);
+      df_pool_run_chunks(st->kernel->parallel_extent, p->chunks[i], run_range, &k);
       break;
     }
     case DF_STEP_MATMUL: rc = run_matmul(g, st, ptr, err); break;
