@@ -1300,8 +1300,7 @@ static int l_supports(lua_State *L) {
   const char *dev = luaL_checkstring(L, 1), *opname = luaL_checkstring(L, 2);
   df_op op;
   if (df_op_parse(opname, &op)) return luaL_error(L, "supports: unknown op '%s'", opname);
-  df_err e = {0};
-  const df_device *d = df_device_get(dev, &e);
+  const df_device *d = df_device_find(dev);
   lua_pushboolean(L, d && d->supports_op && d->supports_op(op));
   return 1;
 }

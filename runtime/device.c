@@ -109,6 +109,12 @@ int df_check_outputs(const df_graph *g, const df_node_id *ids, int n, df_tensor 
 
 const char *const *df_device_names(void) { return names; }
 
+const df_device *df_device_find(const char *name) {
+  for (size_t i = 0; i < sizeof devices / sizeof devices[0]; i++)
+    if (strcmp(devices[i]->name, name) == 0) return devices[i];
+  return NULL;
+}
+
 const df_device *df_device_get(const char *name, df_err *err) {
   for (size_t i = 0; i < sizeof devices / sizeof devices[0]; i++)
     if (strcmp(devices[i]->name, name) == 0) {

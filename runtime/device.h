@@ -85,6 +85,10 @@ const df_tensor *df_find_feed(const df_node *nd, const df_binding *feeds, int n_
 ** skipped) against the output nodes ids[]. */
 int df_check_outputs(const df_graph *g, const df_node_id *ids, int n, df_tensor **outputs, df_err *err);
 
+/* The device of that name in this build, usable here or not (for what it
+** supports); NULL if the build has none of that name. */
+const df_device *df_device_find(const char *name);
+
 /* Names of every device this build knows, NULL-terminated. */
 const char *const *df_device_names(void);
 
