@@ -84,7 +84,8 @@ for _, c in ipairs(C.cases) do all[#all + 1] = c end
 for _, c in ipairs(extra) do all[#all + 1] = c end
 for ci, case in ipairs(all) do
   T.test(string.format("cuda_vs_ref_%s_%d_f32", case[1], ci), function() run_case(ci, case, "f32", 1e-5, 1e-4) end)
-  if not quick then
+  -- (a 16-bit cast of a float64 rounds twice on cuda, through float32: not a float64 case)
+  if not quick and not case[1]:find("bf16", 1, true) then
     T.test(string.format("cuda_vs_ref_%s_%d_f64", case[1], ci), function() run_case(ci, case, "f64", 1e-12, 1e-11) end)
   end
 end
