@@ -22,6 +22,7 @@
 #include "compiler/codegen_llvm.h"
 #include "compiler/schedule.h"
 #include "runtime/attention_cpu.h"
+#include "runtime/profile.h"
 #include "runtime/device.h"
 #include "runtime/pool.h"
 
@@ -276,76 +277,6 @@ static int run_host_ref(const df_graph *g, const df_step *st, void **ptr, df_err
   return rc;
 }
 
-static int check_slot(const df_schedule *s, int slot, void *data, df_err *err) {
-  const df_slot *sl = &s->slots[slot];
-  if (!df_dtype_is_float(sl->dtype)) return 0;
-  for (int64_t i = 0; i < sl->numel; i++) {
-    double v = df_dtype_get(sl->dtype, data, (size_t)i);
-    if (!isfinite(v)) {
-      const df_node *nd = df_graph_node(s->g, sl->node);
-      char sb[160];
-      return df_err_set(err, DF_ERUNTIME, "first non-finite tensor: %s:%d: %s%s%s %s holds %g at element %lld",
-                        nd->file, nd->line, df_op_name(nd->op), nd->attrs.str ? " " : "",
-                        nd->attrs.str ? nd->attrs.str : "", df_node_shape_str(nd, sb, sizeof sb), v,
-                        (long long)i);
-    }
-  }
-  return 0;
-}
-
-/* DFERC_PROFILE=1: the slowest steps of a run, and the share of each kind. */
-static void report_profile(const df_schedule *s, const double *t) {
-  double total = 0, kind[3] = {0, 0, 0};
-  for (int i = 0; i < s->nsteps; i++) {
-    total += t[i];
-    kind[s->steps[i].kind] += t[i];
-  }
-  fprintf(stderr, "profile: %d steps, %.3f s: kernels %.3f s, matmul %.3f s, host library %.3f s\n",
-          s->nsteps, total, kind[0], kind[1], kind[2]);
-  unsigned char *shown = calloc((size_t)s->nsteps + 1, 1);
-  for (int r = 0; shown && r < 12; r++) {
-    int best = -1;
-    for (int i = 0; i < s->nsteps; i++)
-      if (!shown[i] && (best < 0 || t[i] > t[best])) best = i;
-    if (best < 0) break;
-    shown[best] = 1;
-    const df_step *st = &s->steps[best];
-    const df_node *nd = df_graph_node(s->g, st->node);
-    char sb[160];
-    fprintf(stderr, "  %7.4f s  %-40s %s %s:%d\n", t[best],
-            st->kind == DF_STEP_KERNEL ? st->kernel->name : df_op_name(nd->op),
-            df_node_shape_str(nd, sb, sizeof sb), nd->file, nd->line);
-  }
-  free(shown);
-  /* the same time by family: a kernel's name without its node suffix */
-  typedef struct { char name[96]; double t; int n; } fam;
-  fam *f = calloc((size_t)s->nsteps + 1, sizeof *f);
-  int nf = 0;
-  for (int i = 0; f && i < s->nsteps; i++) {
-    const df_step *st = &s->steps[i];
-    char nm[96];
-    snprintf(nm, sizeof nm, "%s",
-             st->kind == DF_STEP_KERNEL ? st->kernel->name : df_op_name(df_graph_node(s->g, st->node)->op));
-    char *u = strrchr(nm, '_');
-    if (u && u[1] == 'n' && u[2] >= '0' && u[2] <= '9') *u = 0;
-    int j = 0;
-    while (j < nf && strcmp(f[j].name, nm)) j++;
-    if (j == nf) snprintf(f[nf++].name, sizeof f->name, "%s", nm);
-    f[j].t += t[i];
-    f[j].n++;
-  }
-  for (int r = 0; f && r < 16 && r < nf; r++) {
-    int best = r;
-    for (int j = r + 1; j < nf; j++)
-      if (f[j].t > f[best].t) best = j;
-    fam tmp = f[r];
-    f[r] = f[best];
-    f[best] = tmp;
-    fprintf(stderr, "  family %7.4f s  %4d x  %s\n", f[r].t, f[r].n, f[r].name);
-  }
-  free(f);
-}
-
 static int cmp_ptr(const void *a, const void *b) {
   uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
   return x < y ? -1 : x > y;
@@ -396,7 +327,7 @@ static int cpu_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor *
       const df_tensor *t = df_find_feed(df_graph_node(g, sl->node), feeds, n_feeds, err);
       if (!t) rc = err && err->code ? err->code : DF_EINVAL;
       else ptr[i] = t->data; /* read in place: no copy */
-      if (rc == 0 && p->check_finite) rc = check_slot(s, i, ptr[i], err);
+      if (rc == 0 && p->check_finite) rc = df_check_finite_slot(s, i, ptr[i], err);
     }
   }
   /* outputs computed in place into a feed: directly when the caller gave
@@ -423,7 +354,7 @@ static int cpu_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor *
     memcpy(copies[i], ptr[f], nb);
     ptr[f] = copies[i];
   }
-  double *prof = getenv("DFERC_PROFILE") ? calloc((size_t)s->nsteps + 1, sizeof *prof) : NULL;
+  double *prof = df_profiling() ? calloc((size_t)s->nsteps + 1, sizeof *prof) : NULL;
   for (int i = 0; i < s->nsteps && rc == 0; i++) {
     df_step *st = &s->steps[i];
     struct timespec t0, t1;
@@ -446,13 +377,14 @@ static int cpu_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor *
     }
     }
     for (int j = 0; j < st->nout && rc == 0 && p->check_finite; j++)
-      rc = check_slot(s, df_step_out_slot(st, j), ptr[df_step_out_slot(st, j)], err);
+      rc = df_check_finite_slot(s, df_step_out_slot(st, j), ptr[df_step_out_slot(st, j)], err);
     if (prof) {
       clock_gettime(CLOCK_MONOTONIC, &t1);
       prof[i] = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
     }
   }
-  if (prof) report_profile(s, prof);
+  static const char *const kinds[3] = {"kernels", "matmul", "host library"};
+  if (prof) df_profile_report(s, prof, "", kinds);
   free(prof);
   /* the caller's tensors are written last, and any output whose values
   ** sit in memory that one of them overwrites is first set aside */

@@ -38,6 +38,7 @@
 #include "runtime/cuda_api.h"
 #include "runtime/device.h"
 #include "runtime/nvrtc.h"
+#include "runtime/profile.h"
 
 /* Bumped whenever codegen_cuda.c or this file changes the code a plan
 ** compiles to: part of the kernel cache key. */
@@ -592,29 +593,6 @@ static int run_step(df_plan *p, int i, df_err *err) {
   return rc;
 }
 
-/* The name of step i for messages and profiles. */
-static const char *step_name(const df_schedule *s, int i) {
-  const df_step *st = &s->steps[i];
-  return st->kind == DF_STEP_KERNEL ? st->kernel->name : df_op_name(df_graph_node(s->g, st->node)->op);
-}
-
-static int check_host(const df_schedule *s, int slot, const void *data, df_err *err) {
-  const df_slot *sl = &s->slots[slot];
-  if (!df_dtype_is_float(sl->dtype)) return 0;
-  for (int64_t i = 0; i < sl->numel; i++) {
-    double v = df_dtype_get(sl->dtype, data, (size_t)i);
-    if (!isfinite(v)) {
-      const df_node *nd = df_graph_node(s->g, sl->node);
-      char sb[160];
-      return df_err_set(err, DF_ERUNTIME, "first non-finite tensor: %s:%d: %s%s%s %s holds %g at element %lld",
-                        nd->file, nd->line, df_op_name(nd->op), nd->attrs.str ? " " : "",
-                        nd->attrs.str ? nd->attrs.str : "", df_node_shape_str(nd, sb, sizeof sb), v,
-                        (long long)i);
-    }
-  }
-  return 0;
-}
-
 /* check_finite: the slot a step wrote, copied to the host and checked
 ** (a debugging mode: it synchronises after every step). */
 static int check_device_slot(df_plan *p, int slot, df_err *err) {
@@ -625,7 +603,7 @@ static int check_device_slot(df_plan *p, int slot, df_err *err) {
   if (!h) return df_err_set(err, DF_ENOMEM, "cuda: out of memory");
   CU_CHECK(df_cu.cuStreamSynchronize(gpu.stream));
   CU_CHECK(df_cu.cuMemcpyDtoH(h, dptr(p, slot), slot_bytes(sl)));
-  rc = check_host(p->s, slot, h, err);
+  rc = df_check_finite_slot(p->s, slot, h, err);
 done:
   free(h);
   return rc;
@@ -639,84 +617,6 @@ static int check_step_outputs(df_plan *p, const df_step *st, df_err *err) {
   for (int b = 0; b < st->kernel->nbufs && rc == 0; b++)
     if (st->kernel->bufs[b].role & KB_OUT) rc = check_device_slot(p, st->slots[b], err);
   return rc;
-}
-
-/* DFERC_PROFILE: the slowest steps of a run and the time by kernel
-** family (a kernel's name without its node suffix), as the cpu device
-** prints them; DFERC_PROFILE_OUT=FILE also gets them as JSON. */
-typedef struct fam {
-  char name[96];
-  double t;
-  int n;
-} fam;
-
-static int env_on(const char *name) {
-  const char *e = getenv(name);
-  return e && *e && strcmp(e, "0") != 0;
-}
-
-static void report_profile(const df_schedule *s, const double *t) {
-  FILE *o = env_on("DFERC_PROFILE") ? stderr : NULL;
-  double total = 0, kind[3] = {0, 0, 0};
-  for (int i = 0; i < s->nsteps; i++) {
-    total += t[i];
-    kind[s->steps[i].kind] += t[i];
-  }
-  if (o) fprintf(o, "profile: %d steps, %.3f s on the GPU: kernels %.3f s, matmul (cuBLAS) %.3f s, library kernels %.3f s\n",
-          s->nsteps, total, kind[0], kind[1], kind[2]);
-  unsigned char *shown = o ? calloc((size_t)s->nsteps + 1, 1) : NULL;
-  for (int r = 0; shown && r < 12; r++) {
-    int best = -1;
-    for (int i = 0; i < s->nsteps; i++)
-      if (!shown[i] && (best < 0 || t[i] > t[best])) best = i;
-    if (best < 0) break;
-    shown[best] = 1;
-    const df_node *nd = df_graph_node(s->g, s->steps[best].node);
-    char sb[160];
-    fprintf(o, "  %7.4f s  %-40s %s %s:%d\n", t[best], step_name(s, best), df_node_shape_str(nd, sb, sizeof sb),
-            nd->file, nd->line);
-  }
-  free(shown);
-  fam *f = calloc((size_t)s->nsteps + 1, sizeof *f);
-  int nf = 0;
-  for (int i = 0; f && i < s->nsteps; i++) {
-    char nm[96];
-    snprintf(nm, sizeof nm, "%s", step_name(s, i));
-    char *u = strrchr(nm, '_');
-    if (u && u[1] == 'n' && u[2] >= '0' && u[2] <= '9') *u = 0;
-    int j = 0;
-    while (j < nf && strcmp(f[j].name, nm)) j++;
-    if (j == nf) snprintf(f[nf++].name, sizeof f->name, "%s", nm);
-    f[j].t += t[i];
-    f[j].n++;
-  }
-  for (int r = 0; f && r < nf; r++) { /* sorted, slowest first */
-    int best = r;
-    for (int j = r + 1; j < nf; j++)
-      if (f[j].t > f[best].t) best = j;
-    fam tmp = f[r];
-    f[r] = f[best];
-    f[best] = tmp;
-    if (o && r < 16) fprintf(o, "  family %7.4f s  %4d x  %s\n", f[r].t, f[r].n, f[r].name);
-  }
-  const char *out = getenv("DFERC_PROFILE_OUT");
-  FILE *jf = out && *out && f ? fopen(out, "w") : NULL;
-  if (jf) {
-    fprintf(jf, "{\"steps\": %d, \"gpu_seconds\": %.6g, \"kernel_seconds\": %.6g, \"matmul_seconds\": %.6g, "
-                "\"library_seconds\": %.6g, \"families\": [",
-            s->nsteps, total, kind[0], kind[1], kind[2]);
-    for (int r = 0; r < nf; r++)
-      fprintf(jf, "%s\n  {\"name\": \"%s\", \"seconds\": %.6g, \"count\": %d}", r ? "," : "", f[r].name, f[r].t,
-              f[r].n);
-    fputs("]}\n", jf);
-    fclose(jf);
-  }
-  free(f);
-}
-
-static int profiling(void) {
-  const char *o = getenv("DFERC_PROFILE_OUT");
-  return env_on("DFERC_PROFILE") || (o && *o);
 }
 
 /* ------------------------------------------------------------ run */
@@ -763,13 +663,13 @@ static int cuda_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor 
       rc = err && err->code ? err->code : DF_EINVAL;
       break;
     }
-    if (p->check_finite) rc = check_host(s, i, t->data, err);
+    if (p->check_finite) rc = df_check_finite_slot(s, i, t->data, err);
     memcpy(p->pinned + (p->off[i] - p->feed_off), t->data, slot_bytes(sl));
   }
   if (rc) goto done;
   if (p->feed_bytes) CU_CHECK(df_cu.cuMemcpyHtoDAsync(p->mem + p->feed_off, p->pinned, p->feed_bytes, gpu.stream));
   CU_CHECK(df_cu.cuMemsetD8Async(p->mem + p->status_off, 0, 64, gpu.stream));
-  int prof_on = profiling();
+  int prof_on = df_profiling();
   if (prof_on && !p->ev) {
     p->ev = calloc((size_t)s->nsteps + 1, sizeof *p->ev);
     if (!p->ev) {
@@ -791,7 +691,7 @@ static int cuda_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor 
       if (err && strncmp(err->msg, "first non-finite", 16) != 0 && strstr(err->msg, "cuda: ") == err->msg) {
         char m[sizeof err->msg];
         snprintf(m, sizeof m, "%s", err->msg);
-        df_err_set(err, err->code, "%s:%d: %s (step %d): %s", nd->file, nd->line, step_name(s, i), i, m);
+        df_err_set(err, err->code, "%s:%d: %s (step %d): %s", nd->file, nd->line, df_step_name(s, i), i, m);
       }
       goto done;
     }
@@ -829,7 +729,8 @@ static int cuda_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor 
       CU_CHECK(df_cu.cuEventElapsedTime(&ms, p->ev[i], p->ev[i + 1]));
       prof[i] = ms * 1e-3;
     }
-    if (prof) report_profile(s, prof);
+    static const char *const kinds[3] = {"kernels", "matmul (cuBLAS)", "library kernels"};
+    if (prof) df_profile_report(s, prof, " on the GPU", kinds);
   }
   for (int i = 0; i < s->n_out && rc == 0; i++) {
     const df_slot *sl = &s->slots[s->out_slots[i]];

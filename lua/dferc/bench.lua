@@ -134,8 +134,8 @@ function bench.run_one(name, device, quick, repeats)
     times[i] = core.clock() - s
   end
   rec.seconds = median(times)
-  -- the cuda device's per-kernel times (CUDA events) of the last run,
-  -- which it wrote to $DFERC_PROFILE_OUT (set by bench.main)
+  -- the device's time by kernel family in the last run, which it wrote to
+  -- $DFERC_PROFILE_OUT (set by bench.main)
   local pf = os.getenv("DFERC_PROFILE_OUT")
   local f = pf and pf ~= "" and io.open(pf)
   if f then
@@ -240,8 +240,8 @@ function bench.main(opts)
   local records = {}
   for _, n in ipairs(names) do
     if not WORKLOADS[n] then error({msg = "bench: unknown workload '" .. n .. "'"}, 0) end
-    -- on cuda the child also records per-kernel times (CUDA events)
-    local prof = device == "cuda" and os.tmpname() or nil
+    -- the child also records its time by kernel family (CUDA events on cuda)
+    local prof = device ~= "ref" and os.tmpname() or nil
     local cmd = string.format("%s'%s' bench --one %s --device %s --repeats %d%s 2>&1",
       prof and ("DFERC_PROFILE_OUT='" .. prof .. "' ") or "", exe, n, device, repeats, quick and " --quick" or "")
     local p = io.popen(cmd)
