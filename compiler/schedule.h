@@ -63,11 +63,16 @@ typedef struct df_schedule {
   int n_out;
   int *out_slots;
   /* out_alias[i]: output i is computed in place into the feed slot
-  ** out_slots[i] (a parameter updated by a training step): its kernel is
-  ** the last step to read that feed and reads it only at the element it
-  ** writes, and no step after it can fail.  A run whose caller passes the
-  ** feed's own tensor as outputs[i] writes it directly; otherwise the
-  ** device copies the feed first and leaves the caller's feed untouched. */
+  ** out_slots[i] (a parameter updated by a training step): its kernel runs
+  ** after every other step that reads the feed's old value, reads it only
+  ** at the element it writes, and no step after it checks its input
+  ** (mask_index; a host library step can still run out of memory).  A run
+  ** whose caller passes the feed's own tensor as outputs[i], bound to no
+  ** other feed, writes it directly; otherwise the device copies the feed
+  ** first and leaves the caller's feed untouched.
+  ** Steps run in node order, except that a step whose outputs nothing
+  ** reads (an update) or that writes a few scalars runs as early as its
+  ** inputs allow. */
   unsigned char *out_alias;
   size_t arena_bytes;   /* peak of the memory plan */
   int n_fused;          /* nodes computed inside another node's kernel */
