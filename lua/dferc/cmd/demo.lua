@@ -27,7 +27,9 @@ M.flags = {out = "demo-out", quick = false, device = "", seed = 0, clips = 0, pr
 local FULL = {clips = 420, frames = 32, size = 64, img = 64, region = "2,2,4",
               enc = {"enc_dim=96", "enc_heads=4", "enc_depth=3", "dec_dim=64", "dec_heads=4", "dec_depth=1"},
               ft = {"dim=96", "heads=4", "depth=3"},
-              pretrain_epochs = 40, finetune_epochs = 30, batch = 12, pt_lr = "0.02", ft_lr = "0.02"}
+              -- 160 pre-training epochs: 50.0% UAR against 46.4% with 40, in
+              -- 11 minutes against 5 (this 2-core machine, cpu)
+              pretrain_epochs = 160, finetune_epochs = 30, batch = 12, pt_lr = "0.02", ft_lr = "0.02"}
 local QUICK = {clips = 42, frames = 32, size = 64, img = 64, region = "2,2,4",
                enc = {"enc_dim=32", "enc_heads=2", "enc_depth=1", "dec_dim=32", "dec_heads=2", "dec_depth=1"},
                ft = {"dim=32", "heads=2", "depth=1"},
