@@ -20,8 +20,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "runtime/json.h"
@@ -592,6 +595,36 @@ static int write_all(FILE *fp, const void *buf, size_t n) {
   return 0;
 }
 
+
+/* Remove the temporary files "PATH.tmp.PID" that earlier saves to path
+** left when they were killed: those of processes that no longer exist,
+** untouched for a minute (a live writer keeps its file fresh). */
+static void remove_stale_temps(const char *path) {
+  const char *slash = strrchr(path, '/');
+  char dir[PATH_MAX];
+  const char *base = slash ? slash + 1 : path;
+  if (slash) snprintf(dir, sizeof dir, "%.*s", (int)(slash - path == 0 ? 1 : slash - path), path);
+  else snprintf(dir, sizeof dir, ".");
+  size_t bl = strlen(base);
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    const char *nm = e->d_name;
+    if (strncmp(nm, base, bl) != 0 || strncmp(nm + bl, ".tmp.", 5) != 0) continue;
+    const char *digits = nm + bl + 5;
+    if (!*digits || strspn(digits, "0123456789") != strlen(digits) || strlen(digits) > 9) continue;
+    long pid = atol(digits);
+    if (pid <= 0 || pid == (long)getpid()) continue;
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive, or not ours to judge */
+    char full[PATH_MAX + 300];
+    snprintf(full, sizeof full, "%s/%s", dir, nm);
+    struct stat st;
+    if (stat(full, &st) == 0 && S_ISREG(st.st_mode) && time(NULL) - st.st_mtime >= 60) unlink(full);
+  }
+  closedir(d);
+}
+
 int df_st_write(const char *path, const df_st_entry *entries, int n,
                 const char *const *meta, df_err *err) {
   if (!path || n < 0 || (n > 0 && !entries))
@@ -667,6 +700,8 @@ int df_st_write(const char *path, const df_st_entry *entries, int n,
     unlink(tmp);
     rc = df_err_set(err, DF_EIO, "%s: write failed: %s", path,
                     strerror(saved ? saved : EIO));
+  } else {
+    remove_stale_temps(path);
   }
 out:
   free(tmp);

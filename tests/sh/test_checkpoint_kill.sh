@@ -53,4 +53,31 @@ for i in 1 2 3 4 5 6 7 8; do
     echo "ok kill_during_save_$i ($out)"
   fi
 done
+# the temporary files of killed saves are removed by the next save (once
+# their writer is gone and they are a minute old); a live writer's are kept
+ck="$tmp/ck.safetensors"
+touch "$ck.tmp.999999999"                      # no such process
+touch -d '2 minutes ago' "$ck".tmp.* 2>/dev/null
+sleep 300 &                                     # a live process's temp file
+live=$!
+touch -d '2 minutes ago' "$ck.tmp.$live"
+cat >"$tmp/once.lua" <<'LUA'
+local train = require "dferc.train"
+local S = require "mae_dfer"
+local model = S.build {kind = "finetune", img = 32, frames = 4, region = {2, 2, 2}, dim = 16, heads = 2,
+                       depth = 1, classes = 3}
+local step = assert(train.compile {model = model, loss = model.outputs.loss, optimizer = train.adamw {lr = 1e-3}})
+assert(step:save(arg[1], {generation = 1}))
+LUA
+if ! out=$("$D" run "$tmp/once.lua" "$ck" 2>&1); then
+  echo "not ok stale_temps_save: $out"
+else
+  left=$(ls "$ck".tmp.* 2>/dev/null | grep -v "\.tmp\.$live\$" | wc -l)
+  if [ "$left" -eq 0 ] && [ -e "$ck.tmp.$live" ]; then
+    echo "ok stale_temps_removed"
+  else
+    echo "not ok stale_temps_removed: $(ls "$ck".tmp.* 2>/dev/null | tr '\n' ' ')"
+  fi
+fi
+kill "$live" 2>/dev/null
 exit 0
