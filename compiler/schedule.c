@@ -376,6 +376,33 @@ static void emit_elementwise(gen_ctx *c, const df_node_id *mem, int n, const int
 
 static df_dtype acc_type(df_dtype t) { return df_dtype_is_float(t) ? DF_F64 : DF_I64; }
 
+/* The kept dims of x under the reduced-axes bitmask (into kept[*nk]), the
+** count of reduced elements, and the number of outputs. */
+static int64_t reduce_split(const df_node *x, int64_t mask, int64_t *kept, int *nk, int64_t *count) {
+  *nk = 0;
+  *count = 1;
+  for (int i = 0; i < x->ndim; i++) {
+    if (mask >> i & 1) *count *= x->shape[i];
+    else kept[(*nk)++] = x->shape[i];
+  }
+  return df_shape_numel(*nk, kept);
+}
+
+/* Open a REDUCE loop per reduced dim; full[] = x's index (kept dims from
+** kidx).  Returns the number of loops opened (the caller ends them). */
+static int reduce_loops(kir_kernel *k, const df_node *x, int64_t mask, const kir_e *kidx, kir_e *full) {
+  int nl = 0;
+  for (int i = 0, kk = 0; i < x->ndim; i++) {
+    if (mask >> i & 1) {
+      full[i] = kir_var(k, kir_for(k, x->shape[i], KF_REDUCE));
+      nl++;
+    } else {
+      full[i] = kidx[kk++];
+    }
+  }
+  return nl;
+}
+
 /* sum / mean / amax over outer dims, the innermost dim kept (a bias
 ** gradient: [rows, C] -> [C]): each parallel iteration owns W adjacent
 ** outputs with W accumulators, so every row is read contiguously, W at a
@@ -392,13 +419,9 @@ static void emit_reduce_blocked(gen_ctx *c, const df_node *nd, int out, int W) {
   kir_kernel *k = c->k;
   df_node_id xin = nd->inputs[0];
   const df_node *x = df_graph_node(c->g, xin);
-  int64_t mask = nd->attrs.ia[0], kept[DF_MAX_DIMS], count = 1;
-  int nk = 0;
-  for (int i = 0; i < x->ndim; i++) {
-    if (mask >> i & 1) count *= x->shape[i];
-    else kept[nk++] = x->shape[i];
-  }
-  int64_t nout = df_shape_numel(nk, kept);
+  int64_t mask = nd->attrs.ia[0], kept[DF_MAX_DIMS], count;
+  int nk;
+  int64_t nout = reduce_split(x, mask, kept, &nk, &count);
   df_dtype at = acc_type(x->dtype);
   int o = kir_for(k, nout / W, KF_PARALLEL);
   kir_e first = kir_imul(k, kir_var(k, o), W);
@@ -408,15 +431,7 @@ static void emit_reduce_blocked(gen_ctx *c, const df_node *nd, int out, int W) {
   for (int j = 0; j < W; j++)
     acc[j] = kir_decl(k, at, nd->op == DF_OP_AMAX ? kir_const_f(k, at, -INFINITY) : kir_const_f(k, at, 0.0));
   c->ncache = 0;
-  int nl = 0;
-  for (int i = 0, kk = 0; i < x->ndim; i++) {
-    if (mask >> i & 1) {
-      full[i] = kir_var(k, kir_for(k, x->shape[i], KF_REDUCE));
-      nl++;
-    } else {
-      full[i] = kidx[kk++];
-    }
-  }
+  int nl = reduce_loops(k, x, mask, kidx, full);
   kir_e last = full[x->ndim - 1];
   for (int j = 0; j < W; j++) {
     full[x->ndim - 1] = kir_iadd(k, last, kir_const_i(k, j));
@@ -443,13 +458,9 @@ static void emit_reduce(gen_ctx *c, const df_node *nd, int out) {
   kir_kernel *k = c->k;
   df_node_id xin = nd->inputs[0];
   const df_node *x = df_graph_node(c->g, xin);
-  int64_t mask = nd->attrs.ia[0], kept[DF_MAX_DIMS], count = 1;
-  int nk = 0;
-  for (int i = 0; i < x->ndim; i++) {
-    if (mask >> i & 1) count *= x->shape[i];
-    else kept[nk++] = x->shape[i];
-  }
-  int64_t nout = df_shape_numel(nk, kept);
+  int64_t mask = nd->attrs.ia[0], kept[DF_MAX_DIMS], count;
+  int nk;
+  int64_t nout = reduce_split(x, mask, kept, &nk, &count);
   df_dtype at = acc_type(x->dtype);
   int o = kir_for(k, nout, KF_PARALLEL);
   kir_e kidx[DF_MAX_DIMS], full[DF_MAX_DIMS];
@@ -460,15 +471,7 @@ static void emit_reduce(gen_ctx *c, const df_node *nd, int out) {
     kir_e init = nd->op == DF_OP_AMAX ? kir_const_f(k, at, -INFINITY) : kir_const_f(k, at, 0.0);
     if (at == DF_I64) init = kir_const_i(k, 0);
     acc = kir_decl(k, at, init);
-    int nl = 0;
-    for (int i = 0, kk = 0; i < x->ndim; i++) {
-      if (mask >> i & 1) {
-        full[i] = kir_var(k, kir_for(k, x->shape[i], KF_REDUCE));
-        nl++;
-      } else {
-        full[i] = kidx[kk++];
-      }
-    }
+    int nl = reduce_loops(k, x, mask, kidx, full);
     kir_e v = kir_cast(k, at, gen(c, xin, full));
     if (pass == 1) {
       kir_e d = kir_bin(k, DF_OP_SUB, v, kir_tmp(k, mean_t, at));

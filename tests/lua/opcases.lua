@@ -60,5 +60,40 @@ function M.make_input(spec, dtype, seed)
   return h
 end
 
+-- Build case `case` (name, input specs, function) in `dtype`, take the
+-- gradient of sum(y * r) for a random r, run it on ref and on `device`,
+-- and check every result with T.ok: output within tol_f, the loss and the
+-- gradients within tol_b (relative).  ci seeds r.
+local seed = 100
+function M.run_case(T, device, ci, case, dtype, tol_f, tol_b)
+  local name, specs, f = case[1], case[2], case[3]
+  local g = df.graph()
+  local ins, feeds, float_ix = {}, {}, {}
+  for i, spec in ipairs(specs) do
+    seed = seed + 1
+    local h = M.make_input(spec, dtype, seed)
+    ins[i] = df.input(g, "x" .. i, h.dtype, spec[1])
+    feeds["x" .. i] = h
+    if h.dtype == dtype then float_ix[#float_ix + 1] = i end
+  end
+  local y = f(table.unpack(ins))
+  local r = df.input(g, "r", y.dtype, y.shape)
+  feeds.r = df.randn(y.dtype, y.shape, 999 + ci)
+  local loss = df.sum(y * r)
+  local wrt = {}
+  for k, i in ipairs(float_ix) do wrt[k] = ins[i] end
+  local outs = {y, loss}
+  for _, gt in ipairs(df.grad(loss, wrt)) do outs[#outs + 1] = gt end
+  local res = {}
+  for _, dev in ipairs {"ref", device} do
+    local plan = assert(df.core.compile(g, outs, dev))
+    res[dev] = assert(plan:run(feeds))
+  end
+  for k = 1, #outs do
+    local rel = df.compare(res[device][k], res.ref[k])
+    local tol = k == 1 and tol_f or tol_b
+    T.ok(rel <= tol, string.format("%s output %d: relative error %.3g > %g", name, k, rel, tol))
+  end
+end
 
 return M

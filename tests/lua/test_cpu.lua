@@ -35,37 +35,7 @@ local extra = {
   {"permute_reshape", {{{2, 3, 5, 7}}}, function(x) return df.reshape(df.permute(x, {0, 2, 1, 3}), {10, 21}) * 2 end},
 }
 
-local seed = 100
-local function run_case(ci, case, dtype, tol_f, tol_b)
-  local name, specs, f = case[1], case[2], case[3]
-  local g = df.graph()
-  local ins, feeds, float_ix = {}, {}, {}
-  for i, spec in ipairs(specs) do
-    seed = seed + 1
-    local h = C.make_input(spec, dtype, seed)
-    ins[i] = df.input(g, "x" .. i, h.dtype, spec[1])
-    feeds["x" .. i] = h
-    if h.dtype == dtype then float_ix[#float_ix + 1] = i end
-  end
-  local y = f(table.unpack(ins))
-  local r = df.input(g, "r", y.dtype, y.shape)
-  feeds.r = df.randn(y.dtype, y.shape, 999 + ci)
-  local loss = df.sum(y * r)
-  local wrt = {}
-  for k, i in ipairs(float_ix) do wrt[k] = ins[i] end
-  local outs = {y, loss}
-  for _, gt in ipairs(df.grad(loss, wrt)) do outs[#outs + 1] = gt end
-  local res = {}
-  for _, dev in ipairs {"ref", "cpu"} do
-    local plan = assert(df.core.compile(g, outs, dev))
-    res[dev] = assert(plan:run(feeds))
-  end
-  for k = 1, #outs do
-    local rel = df.compare(res.cpu[k], res.ref[k])
-    local tol = k == 1 and tol_f or tol_b
-    T.ok(rel <= tol, string.format("%s output %d: relative error %.3g > %g", name, k, rel, tol))
-  end
-end
+local function run_case(...) return C.run_case(T, "cpu", ...) end
 
 local all = {}
 for _, c in ipairs(C.cases) do all[#all + 1] = c end
