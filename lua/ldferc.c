@@ -1055,6 +1055,47 @@ static int l_plan_check_finite(lua_State *L) {
   return 0;
 }
 
+/* plan:keep({Host, ...}): these tensors' values stay on the device
+** between runs (see df_device.keep); nothing on a device that reads host
+** memory itself. */
+static int l_plan_keep(lua_State *L) {
+  lplan *p = check_plan(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  if (!p->p) return luaL_error(L, "plan is closed");
+  if (!p->dev->keep) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_Integer n = luaL_len(L, 2);
+  if (n < 0 || n > INT32_MAX / (lua_Integer)sizeof(df_tensor *)) return luaL_error(L, "keep: bad list");
+  df_tensor **ts = lua_newuserdatauv(L, sizeof *ts * (size_t)(n ? n : 1), 0);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, 2, i);
+    lhost *h = luaL_testudata(L, -1, HOST_MT);
+    if (!h) return luaL_error(L, "keep: item %d is not a host tensor", (int)i);
+    ts[i - 1] = h->t;
+    lua_pop(L, 1);
+  }
+  df_err e = {0};
+  if (p->dev->keep(p->p, ts, (int)n, &e)) return fail(L, &e);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* plan:sync([host_writes]): the kept tensors' newer values down from the
+** device; with host_writes, the next run copies them up again. */
+static int l_plan_sync(lua_State *L) {
+  lplan *p = check_plan(L, 1);
+  if (!p->p || !p->dev->sync) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  df_err e = {0};
+  if (p->dev->sync(p->p, lua_toboolean(L, 2), &e)) return fail(L, &e);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* core.ops() -> {{name =, inputs = {min, max}, differentiable =}, ...} in table order */
 static int l_ops(lua_State *L) {
   lua_createtable(L, DF_OP_COUNT, 0);
@@ -1359,7 +1400,7 @@ int luaopen_dferc_core(lua_State *L) {
 
   static const luaL_Reg plan_m[] = {
       {"run", l_plan_run}, {"stats", l_plan_stats}, {"close", l_plan_close},
-      {"check_finite", l_plan_check_finite}, {NULL, NULL}};
+      {"check_finite", l_plan_check_finite}, {"keep", l_plan_keep}, {"sync", l_plan_sync}, {NULL, NULL}};
   luaL_newmetatable(L, PLAN_MT);
   luaL_newlib(L, plan_m);
   lua_setfield(L, -2, "__index");

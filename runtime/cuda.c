@@ -264,14 +264,34 @@ struct df_plan {
   int check_finite;
   CUevent *ev;          /* DFERC_PROFILE: nsteps + 1 events */
   df_plan_stats st;
+  /* resident state (df_device.keep): the kept host tensors (referenced),
+  ** the feed slot holding each on the device, and which copies are
+  ** current; both are, or exactly one is */
+  struct kept {
+    df_tensor *t;
+    int slot;                 /* -1 until a run binds it to a feed */
+    unsigned char dev_ok, host_ok;
+  } *kept;
+  int nkept, cap_kept;
+  int *slot_kept;       /* per slot: the kept tensor last bound to it, or -1 */
 };
 
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
 static size_t slot_bytes(const df_slot *sl) { return (size_t)sl->numel * df_dtype_size(sl->dtype); }
 
+static int cuda_sync(df_plan *p, int host_writes, df_err *err);
+
 static void cuda_plan_free(df_plan *p) {
   if (!p) return;
+  if (p->nkept) {
+    /* the device's newer values of kept tensors go down first */
+    df_err e = {0};
+    if (cuda_sync(p, 0, &e)) fprintf(stderr, "dferc: %s (freeing a plan; its kept tensors may be stale)\n", e.msg);
+    for (int i = 0; i < p->nkept; i++) df_tensor_unref(p->kept[i].t);
+  }
+  free(p->kept);
+  free(p->slot_kept);
   if (gpu.ctx && df_cu.cuCtxSetCurrent(gpu.ctx) == CUDA_SUCCESS) {
     if (p->mem || p->ev) df_cu.cuStreamSynchronize(gpu.stream);
     if (p->ev)
@@ -358,7 +378,9 @@ static int plan_layout(df_plan *p, df_err *err) {
   df_schedule *s = p->s;
   p->off = calloc((size_t)s->nslots + 1, sizeof *p->off);
   p->out_off = calloc((size_t)s->n_out + 1, sizeof *p->out_off);
-  if (!p->off || !p->out_off) return df_err_set(err, DF_ENOMEM, "cuda: out of memory");
+  p->slot_kept = malloc(((size_t)s->nslots + 1) * sizeof *p->slot_kept);
+  if (!p->off || !p->out_off || !p->slot_kept) return df_err_set(err, DF_ENOMEM, "cuda: out of memory");
+  for (int i = 0; i < s->nslots; i++) p->slot_kept[i] = -1;
   size_t at = align64(s->arena_bytes);
   for (int i = 0; i < s->nslots; i++)
     if (s->slots[i].kind == DF_SLOT_ARENA) p->off[i] = s->slots[i].offset;
@@ -638,6 +660,57 @@ done:
   return rc;
 }
 
+/* ------------------------------------------------------------ resident state */
+
+/* The kept tensor whose memory t is (trying `hint` first), or -1. */
+static int find_kept(const df_plan *p, int hint, const df_tensor *t) {
+  if (hint >= 0 && p->kept[hint].t->data == t->data && p->kept[hint].t->nbytes == t->nbytes) return hint;
+  for (int k = 0; k < p->nkept; k++)
+    if (p->kept[k].t->data == t->data && p->kept[k].t->nbytes == t->nbytes) return k;
+  return -1;
+}
+
+/* Output i stays on the device: computed in place into the slot that
+** holds kept tensor k, which the caller gave as the output's memory. */
+static int stays_on_device(const df_plan *p, int i, int k) {
+  return k >= 0 && p->s->out_alias[i] && p->kept[k].slot == p->s->out_slots[i] && p->kept[k].dev_ok;
+}
+
+/* Kept tensor k's device copy down into its host memory. */
+static int sync_one(df_plan *p, int k, df_err *err) {
+  int rc = 0;
+  struct kept *e = &p->kept[k];
+  if (e->host_ok || !e->dev_ok || e->slot < 0) return 0;
+  CU_CHECK(df_cu.cuStreamSynchronize(gpu.stream));
+  CU_CHECK(df_cu.cuMemcpyDtoH(e->t->data, dptr(p, e->slot), e->t->nbytes));
+  e->host_ok = 1;
+done:
+  return rc;
+}
+
+static int cuda_keep(df_plan *p, df_tensor *const *tensors, int n, df_err *err) {
+  for (int i = 0; i < n; i++) {
+    if (!tensors[i] || find_kept(p, -1, tensors[i]) >= 0) continue; /* kept already */
+    if (p->nkept == p->cap_kept) {
+      int cap = p->cap_kept ? 2 * p->cap_kept : 64;
+      struct kept *nk = realloc(p->kept, (size_t)cap * sizeof *nk);
+      if (!nk) return df_err_set(err, DF_ENOMEM, "cuda: out of memory");
+      p->kept = nk;
+      p->cap_kept = cap;
+    }
+    p->kept[p->nkept++] = (struct kept){df_tensor_ref(tensors[i]), -1, 0, 1};
+  }
+  return 0;
+}
+
+static int cuda_sync(df_plan *p, int host_writes, df_err *err) {
+  int rc = p->nkept ? gpu_ready(err) : 0;
+  for (int k = 0; k < p->nkept && rc == 0; k++) rc = sync_one(p, k, err);
+  if (rc == 0 && host_writes)
+    for (int k = 0; k < p->nkept; k++) p->kept[k].dev_ok = 0;
+  return rc;
+}
+
 static int cuda_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor **outputs, df_err *err) {
   df_schedule *s = p->s;
   const df_graph *g = s->g;
@@ -651,10 +724,26 @@ static int cuda_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor 
   if (rc) return rc;
   df_tensor **given = calloc((size_t)s->n_out + 1, sizeof *given);
   double *prof = NULL;
+  unsigned char *up = NULL; /* per slot: a feed copied up in this run */
+  int *out_kept = NULL;     /* per output: the kept tensor it is written into, or -1 */
   if (!given) return df_err_set(err, DF_ENOMEM, "cuda: out of memory");
   for (int i = 0; i < s->n_out; i++) given[i] = outputs[i];
   if ((rc = plan_memory(p, err))) goto done;
-  /* feeds: into the pinned buffer (checked), then up in one copy */
+  if (p->check_finite && p->nkept && (rc = cuda_sync(p, 0, err))) goto done; /* the checks read the host's copies */
+  if (!(up = calloc((size_t)s->nslots + 1, 1)) || !(out_kept = malloc(((size_t)s->n_out + 1) * sizeof *out_kept))) {
+    rc = df_err_set(err, DF_ENOMEM, "cuda: out of memory");
+    goto done;
+  }
+  /* kept tensors whose only current copy is on the device and which this
+  ** run would overwrite there or read from another slot: down first */
+  for (int i = 0; i < s->n_out && rc == 0; i++) {
+    out_kept[i] = given[i] && p->nkept ? find_kept(p, s->out_alias[i] ? p->slot_kept[s->out_slots[i]] : -1, given[i]) : -1;
+    int k = s->out_alias[i] ? p->slot_kept[s->out_slots[i]] : -1;
+    if (k >= 0 && p->kept[k].slot == s->out_slots[i] && !p->kept[k].host_ok && out_kept[i] != k)
+      rc = sync_one(p, k, err);
+  }
+  /* feeds: the ones not already on the device into the pinned buffer
+  ** (checked), then up in a copy per run of adjacent slots */
   for (int i = 0; i < s->nslots && rc == 0; i++) {
     df_slot *sl = &s->slots[i];
     if (sl->kind != DF_SLOT_FEED) continue;
@@ -663,11 +752,37 @@ static int cuda_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor 
       rc = err && err->code ? err->code : DF_EINVAL;
       break;
     }
+    int old = p->slot_kept[i], k = p->nkept ? find_kept(p, old, t) : -1;
+    p->slot_kept[i] = k;
+    if (k >= 0 && p->kept[k].slot == i && p->kept[k].dev_ok) continue; /* resident */
+    if (old >= 0 && old != k && p->kept[old].slot == i) {
+      /* the slot held another kept tensor: its newer values down first */
+      if ((rc = sync_one(p, old, err))) break;
+      p->kept[old].slot = -1;
+      p->kept[old].dev_ok = 0;
+    }
+    if (k >= 0 && !p->kept[k].host_ok && (rc = sync_one(p, k, err))) break;
     if (p->check_finite) rc = df_check_finite_slot(s, i, t->data, err);
     memcpy(p->pinned + (p->off[i] - p->feed_off), t->data, slot_bytes(sl));
+    up[i] = 1;
   }
   if (rc) goto done;
-  if (p->feed_bytes) CU_CHECK(df_cu.cuMemcpyHtoDAsync(p->mem + p->feed_off, p->pinned, p->feed_bytes, gpu.stream));
+  for (int i = 0; i < s->nslots; i++) {
+    if (!up[i]) continue;
+    int j = i;
+    while (j + 1 < s->nslots && (up[j + 1] || s->slots[j + 1].kind != DF_SLOT_FEED)) j++;
+    while (!up[j]) j--;
+    size_t a = p->off[i] - p->feed_off, b = p->off[j] - p->feed_off + slot_bytes(&s->slots[j]);
+    CU_CHECK(df_cu.cuMemcpyHtoDAsync(p->mem + p->feed_off + a, p->pinned + a, b - a, gpu.stream));
+    i = j;
+  }
+  for (int i = 0; i < s->nslots; i++) {
+    int k = up[i] ? p->slot_kept[i] : -1;
+    if (k >= 0 && (p->kept[k].slot < 0 || p->kept[k].slot == i || !p->kept[k].dev_ok)) {
+      p->kept[k].slot = i;
+      p->kept[k].dev_ok = 1;
+    }
+  }
   CU_CHECK(df_cu.cuMemsetD8Async(p->mem + p->status_off, 0, 64, gpu.stream));
   int prof_on = df_profiling();
   if (prof_on && !p->ev) {
@@ -702,7 +817,7 @@ static int cuda_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor 
   long long *status = (long long *)(outbuf + p->out_bytes);
   for (int i = 0; i < s->n_out; i++) {
     const df_slot *sl = &s->slots[s->out_slots[i]];
-    if (sl->numel > 0)
+    if (sl->numel > 0 && !stays_on_device(p, i, out_kept[i]))
       CU_CHECK(df_cu.cuMemcpyDtoHAsync(outbuf + p->out_off[i], dptr(p, s->out_slots[i]), slot_bytes(sl), gpu.stream));
   }
   CU_CHECK(df_cu.cuMemcpyDtoHAsync(status, p->mem + p->status_off, 64, gpu.stream));
@@ -737,9 +852,35 @@ static int cuda_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor 
     const df_node *nd = df_graph_node(g, sl->node);
     if (!given[i]) outputs[i] = df_tensor_new(nd->dtype, nd->ndim, nd->shape, err);
     if (!outputs[i]) rc = err && err->code ? err->code : DF_ENOMEM;
-    else memcpy(outputs[i]->data, outbuf + p->out_off[i], outputs[i]->nbytes);
+    else if (!stays_on_device(p, i, out_kept[i])) memcpy(outputs[i]->data, outbuf + p->out_off[i], outputs[i]->nbytes);
+  }
+  /* which copies of the kept tensors are current now */
+  for (int i = 0; i < s->n_out && rc == 0; i++) {
+    int k = out_kept[i], f = s->out_slots[i];
+    if (stays_on_device(p, i, k)) {
+      p->kept[k].host_ok = 0;
+      continue;
+    }
+    if (k >= 0) { /* written on the host: the device's copy agrees only if it is this slot */
+      p->kept[k].host_ok = 1;
+      p->kept[k].dev_ok = p->kept[k].slot == f;
+    }
+  }
+  for (int i = 0; i < s->n_out && rc == 0; i++) {
+    int k = s->out_alias[i] ? p->slot_kept[s->out_slots[i]] : -1;
+    if (k >= 0 && k != out_kept[i] && p->kept[k].slot == s->out_slots[i]) p->kept[k].dev_ok = 0; /* overwritten there */
   }
 done:
+  if (rc && up) {
+    /* a failed run may have updated in-place feeds part-way: the host's
+    ** copy, where current, is uploaded again next time */
+    for (int i = 0; i < s->n_out; i++) {
+      int k = s->out_alias[i] ? p->slot_kept[s->out_slots[i]] : -1;
+      if (k >= 0 && p->kept[k].host_ok) p->kept[k].dev_ok = 0;
+    }
+  }
+  free(up);
+  free(out_kept);
   if (rc) {
     df_cu.cuStreamSynchronize(gpu.stream); /* nothing left in flight on a failed run */
     for (int i = 0; i < s->n_out; i++) {
@@ -792,6 +933,8 @@ const df_device df_device_cuda = {
     .run = cuda_run,
     .plan_stats = cuda_stats,
     .set_check_finite = cuda_set_check,
+    .keep = cuda_keep,
+    .sync = cuda_sync,
     .plan_free = cuda_plan_free,
     .buffer_alloc = cuda_alloc,
     .buffer_free = cuda_free,

@@ -50,6 +50,17 @@ typedef struct df_device {
   ** holding a NaN or infinity, with an error naming it and its line.
   ** NULL when the device cannot check. */
   void (*set_check_finite)(df_plan *p, int on);
+  /* Resident state (NULL where a device reads the host's memory itself):
+  ** keep registers host tensors whose values stay in device memory
+  ** between runs -- a feed bound to one is copied up only when the
+  ** device's copy is not current, and an output computed in place into
+  ** its feed and written into the same tensor is not copied back (the
+  ** host's copy is then stale).  sync copies every stale kept tensor
+  ** down; with `host_writes`, the device's copies are then treated as
+  ** stale (the caller may write the tensors before the next run).  The
+  ** plan holds a reference to each kept tensor and syncs them when freed. */
+  int (*keep)(df_plan *p, df_tensor *const *tensors, int n, df_err *err);
+  int (*sync)(df_plan *p, int host_writes, df_err *err);
   void (*plan_free)(df_plan *p);
   /* Device memory: a buffer of nbytes (NULL with err on failure), freed by
   ** buffer_free; copies between host memory and a device buffer. */

@@ -126,7 +126,9 @@ function bench.run_one(name, device, quick, repeats)
     local tc = core.clock()
     local c = assert(df.compile {outputs = {logits = model.outputs.logits}, device = device})
     rec.compile_seconds = core.clock() - tc
-    for k, v in pairs(init) do feeds[k] = v end
+    local weights = {}
+    for k, v in pairs(init) do feeds[k], weights[#weights + 1] = v, v end
+    assert(c:keep(weights)) -- the weights stay on the device (cuda)
     run = function() assert(c:run(feeds)) end
     rec.graph_gflop = graph_flops(model.graph) / 1e9
   end

@@ -256,6 +256,11 @@ function M.compile(args)
     return r
   end
   function compiled:stats() return self.plan:stats() end
+  -- compiled:keep{Host, ...}: feeds whose values stay in device memory
+  -- between runs (weights); after writing one on the host, call
+  -- compiled:sync(true) before the next run.  Nothing on cpu and ref.
+  function compiled:keep(list) return self.plan:keep(list) end
+  function compiled:sync(host_writes) return self.plan:sync(host_writes) end
   return compiled
 end
 

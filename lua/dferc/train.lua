@@ -204,6 +204,20 @@ function train.step_seed(seed, t)
   return (seed * 1000003 + t * 7919) % (1 << 53)
 end
 
+-- A read-only table of the step's tensors (name -> Host) that first
+-- brings the device's newer values down and lets the host write them.
+local function host_view(step, raw)
+  local function sync()
+    local ok, err = step.plan:sync(true)
+    if not ok then error("step: " .. tostring(err), 3) end
+  end
+  return setmetatable({}, {
+    __index = function(_, k) sync(); return raw[k] end,
+    __pairs = function() sync(); return next, raw, nil end,
+    __newindex = function() error("step tensors are set with step:set_params or step:load", 2) end,
+  })
+end
+
 --[[
 train.compile{model = model, loss = tensor, optimizer = opt,
               device = "ref", outputs = {name = tensor, ...}, seed = 0}
@@ -221,13 +235,13 @@ function train.compile(a)
   if not plan then return nil, err end
   local step = setmetatable({
     plan = plan, keys = keys, model = model, opt = opt, dtype = dt, device = a.device or "ref",
-    params = {}, m = {}, v = {}, c = opt.compensated and {} or nil, t = 0, lr = opt.lr,
+    _params = {}, _m = {}, _v = {}, _c = opt.compensated and {} or nil, t = 0, lr = opt.lr,
     wd = opt.weight_decay, seed = a.seed or 0,
     uses_rng = model.builder and model.builder.seed_input ~= nil,
   }, Step)
   -- the weights and all optimiser state: one allocation, a view per tensor
-  local sets = {{step.params, dt}, {step.m, dt}, {step.v, dt}}
-  if step.c then sets[4] = {step.c, comp_dtype(opt, dt)} end
+  local sets = {{step._params, dt}, {step._m, dt}, {step._v, dt}}
+  if step._c then sets[4] = {step._c, comp_dtype(opt, dt)} end
   local size = {f64 = 8, f32 = 4, bf16 = 2, f16 = 2}
   local total = 0
   for _, set in ipairs(sets) do
@@ -247,6 +261,17 @@ function train.compile(a)
       off = off + (n * (size[set[2]] or 4) + 63) // 64 * 64
     end
   end
+  -- on a device with memory of its own, the weights and optimiser state
+  -- stay there between steps; step.params, .m, .v and .c bring them down
+  -- when read (and have them copied up again before the next step, since
+  -- the caller may write them)
+  local kept = {}
+  for _, set in ipairs(sets) do
+    for _, p in ipairs(model.params) do kept[#kept + 1] = set[1][p.name] end
+  end
+  assert(plan:keep(kept))
+  step.params, step.m, step.v = host_view(step, step._params), host_view(step, step._m), host_view(step, step._v)
+  step.c = step._c and host_view(step, step._c)
   return step
 end
 
@@ -310,24 +335,34 @@ end
 -- step:set_params{name = Host}: copy the parameter values in (converting
 -- the dtype); the compensation starts at zero.
 function Step:set_params(values)
+  self:sync(true)
   for _, p in ipairs(self.model.params) do
     local h = values[p.name]
     if not h then error("set_params: no value for parameter '" .. p.name .. "'", 2) end
-    if h.numel ~= self.params[p.name].numel then
+    if h.numel ~= self._params[p.name].numel then
       error(string.format("set_params: '%s' has %d elements, the parameter %d", p.name, h.numel,
-        self.params[p.name].numel), 2)
+        self._params[p.name].numel), 2)
     end
-    self.params[p.name]:copy_from(h)
-    if self.c then df.core.init(self.c[p.name], "fill", 0) end
+    self._params[p.name]:copy_from(h)
+    if self._c then df.core.init(self._c[p.name], "fill", 0) end
   end
+end
+
+-- step:sync(host_writes): the weights and optimiser state the device
+-- holds, down into the step's host tensors; with host_writes, they go up
+-- again before the next step.
+function Step:sync(host_writes)
+  local ok, err = self.plan:sync(host_writes)
+  if not ok then error("step: " .. tostring(err), 2) end
 end
 
 -- step:value(name) -> the parameter's exact value as f64 (with its
 -- compensation, when the optimiser keeps one).
 function Step:value(name)
-  local p = self.params[name]:cast("f64")
-  if self.c then
-    local c = self.c[name]
+  self:sync(false)
+  local p = self._params[name]:cast("f64")
+  if self._c then
+    local c = self._c[name]
     for k = 1, p.numel do p:set(k, p:get(k) + c:get(k)) end
   end
   return p
@@ -350,10 +385,10 @@ function Step:run(batch)
   local b1, b2 = self.opt.betas[1], self.opt.betas[2]
   local feeds = {}
   for k, v in pairs(batch) do feeds[k] = v end
-  for name, h in pairs(self.params) do feeds[name] = h end
-  for name, h in pairs(self.m) do feeds["opt.m." .. name] = h end
-  for name, h in pairs(self.v) do feeds["opt.v." .. name] = h end
-  for name, h in pairs(self.c or {}) do feeds["opt.c." .. name] = h end
+  for name, h in pairs(self._params) do feeds[name] = h end
+  for name, h in pairs(self._m) do feeds["opt.m." .. name] = h end
+  for name, h in pairs(self._v) do feeds["opt.v." .. name] = h end
+  for name, h in pairs(self._c or {}) do feeds["opt.c." .. name] = h end
   local dt = self.dtype
   feeds["opt.lr"] = df.host(dt, {}, self.lr)
   feeds["opt.wd"] = df.host(dt, {}, self.wd)
@@ -364,10 +399,10 @@ function Step:run(batch)
   if not self.into then
     self.into = {}
     for i, k in ipairs(self.keys) do
-      if k:sub(1, 6) == "param." then self.into[i] = self.params[k:sub(7)]
-      elseif k:sub(1, 6) == "opt.m." then self.into[i] = self.m[k:sub(7)]
-      elseif k:sub(1, 6) == "opt.v." then self.into[i] = self.v[k:sub(7)]
-      elseif k:sub(1, 6) == "opt.c." then self.into[i] = self.c[k:sub(7)] end
+      if k:sub(1, 6) == "param." then self.into[i] = self._params[k:sub(7)]
+      elseif k:sub(1, 6) == "opt.m." then self.into[i] = self._m[k:sub(7)]
+      elseif k:sub(1, 6) == "opt.v." then self.into[i] = self._v[k:sub(7)]
+      elseif k:sub(1, 6) == "opt.c." then self.into[i] = self._c[k:sub(7)] end
     end
   end
   local res, err = self.plan:run(feeds, self.into)
@@ -406,12 +441,13 @@ config as JSON and the RNG state).  Written to a temporary file, fsynced
 and renamed: a crash mid-save leaves the previous checkpoint intact.
 ]]
 function Step:save(path, meta)
+  self:sync(false)
   local entries = {}
-  for _, p in ipairs(self.model.params) do entries[#entries + 1] = {p.name, self.params[p.name]} end
-  for _, p in ipairs(self.model.params) do entries[#entries + 1] = {"opt.m." .. p.name, self.m[p.name]} end
-  for _, p in ipairs(self.model.params) do entries[#entries + 1] = {"opt.v." .. p.name, self.v[p.name]} end
-  if self.c then
-    for _, p in ipairs(self.model.params) do entries[#entries + 1] = {"opt.c." .. p.name, self.c[p.name]} end
+  for _, p in ipairs(self.model.params) do entries[#entries + 1] = {p.name, self._params[p.name]} end
+  for _, p in ipairs(self.model.params) do entries[#entries + 1] = {"opt.m." .. p.name, self._m[p.name]} end
+  for _, p in ipairs(self.model.params) do entries[#entries + 1] = {"opt.v." .. p.name, self._v[p.name]} end
+  if self._c then
+    for _, p in ipairs(self.model.params) do entries[#entries + 1] = {"opt.c." .. p.name, self._c[p.name]} end
   end
   local md = {format = "dferc-checkpoint", step = string.format("%d", self.t),
               seed = string.format("%d", self.seed),
@@ -442,7 +478,7 @@ function Step:load(path)
       if not h then return nil, e end
       found[name] = h
     end
-    local ch = self.c and f.tensors["opt.c." .. p.name]
+    local ch = self._c and f.tensors["opt.c." .. p.name]
     if ch then
       -- any float dtype: converted to this optimiser's compensation dtype
       if table.concat(ch.shape, ",") ~= table.concat(p.shape, ",") or
@@ -458,14 +494,15 @@ function Step:load(path)
   if md.format ~= "dferc-checkpoint" or not t then
     return nil, path .. ": not a dferc training checkpoint (no step in its metadata)"
   end
+  self:sync(true)
   for _, p in ipairs(self.model.params) do
-    self.params[p.name]:copy_from(found[p.name])
-    self.m[p.name]:copy_from(found["opt.m." .. p.name])
-    self.v[p.name]:copy_from(found["opt.v." .. p.name])
-    if self.c then
+    self._params[p.name]:copy_from(found[p.name])
+    self._m[p.name]:copy_from(found["opt.m." .. p.name])
+    self._v[p.name]:copy_from(found["opt.v." .. p.name])
+    if self._c then
       -- a checkpoint written without compensation resumes with none
       local c = found["opt.c." .. p.name]
-      if c then self.c[p.name]:copy_from(c) else df.core.init(self.c[p.name], "fill", 0) end
+      if c then self._c[p.name]:copy_from(c) else df.core.init(self._c[p.name], "fill", 0) end
     end
   end
   self.t = math.tointeger(t) or t

@@ -168,6 +168,92 @@ T.test("cuda_runs_twice_and_in_place", function()
   T.ok(df.compare(r1[1], r2[1]) > 0.1, "the product changed with w")
 end)
 
+T.test("cuda_kept_tensors_stay_on_the_device", function()
+  -- w is updated in place and kept: the host copy goes stale until
+  -- plan:sync, and a host write after sync(true) is copied up again
+  local g = df.graph()
+  local w = df.input(g, "w", "f32", {3, 5})
+  local x = df.input(g, "x", "f32", {2, 3})
+  local y = df.matmul(x, w)
+  local w2 = w * 0.5 + 1
+  local plan = assert(df.core.compile(g, {y, w2}, "cuda"))
+  local wt = df.randn("f32", {3, 5}, 1)
+  local xt = df.randn("f32", {2, 3}, 2)
+  local w0 = wt:cast("f64")
+  local expect = w0:cast("f64")
+  local function step_expect() for i = 1, 15 do expect:set(i, expect:get(i) * 0.5 + 1) end end
+  assert(plan:keep({wt}))
+  for _ = 1, 3 do
+    assert(plan:run({w = wt, x = xt}, {nil, wt}))
+    step_expect()
+  end
+  T.near(wt:get(1), w0:get(1), 0, "the host copy is stale while the device holds the newer values")
+  assert(plan:sync(false))
+  T.ok(df.compare(wt, expect) < 1e-6, "sync brings the three updates down")
+  -- a product from the kept value equals one from a fresh upload
+  local r_kept = assert(plan:run({w = wt, x = xt}))
+  step_expect() -- (no output given: the update went to a new tensor, w kept its value)
+  assert(plan:sync(false))
+  local plan2 = assert(df.core.compile(g, {y, w2}, "cuda"))
+  local r_fresh = assert(plan2:run({w = wt, x = xt}))
+  T.ok(df.compare(r_kept[1], r_fresh[1]) < 1e-6, "the device copy is the host's")
+  -- the host writes: after sync(true) the next run reads the new value
+  assert(plan:sync(true))
+  for i = 1, 15 do wt:set(i, 8) end
+  local r3 = assert(plan:run({w = wt, x = xt}, {nil, wt}))
+  T.ok(rawequal(r3[2], wt), "the in-place output comes back as the given tensor")
+  T.near(wt:get(1), 8, 0, "its host copy stale until synced")
+  assert(plan:sync(false))
+  T.near(wt:get(1), 8 * 0.5 + 1, 1e-6, "the host's write was copied up") -- 5
+  -- another tensor fed to the same slot is uploaded, the kept one synced
+  local other = df.host("f32", {3, 5})
+  for i = 1, 15 do other:set(i, 4) end
+  assert(plan:run({w = wt, x = xt}, {nil, wt}))       -- wt: 3.5 on the device only
+  assert(plan:run({w = other, x = xt}, {nil, other})) -- the slot now holds other
+  T.near(other:get(1), 3, 1e-6, "other updated")
+  T.near(wt:get(1), 3.5, 1e-6, "wt's device-only value came down before the slot was reused")
+  assert(plan:run({w = wt, x = xt}, {nil, wt}))
+  assert(plan:sync(false))
+  T.near(wt:get(1), 2.75, 1e-6, "wt uploaded again and updated")
+  plan:close() -- a closed plan syncs first
+end)
+
+T.test("cuda_train_step_state_stays_on_the_device", function()
+  -- a training step on cuda against the same on ref: step.params reads
+  -- bring the device's values down
+  local S = require "mae_dfer"
+  local train = require "dferc.train"
+  local cfg = {kind = "finetune", B = 2, img = 32, frames = 4, region = {2, 2, 2}, dim = 16, heads = 2, depth = 1,
+               classes = 3}
+  local steps = {}
+  for _, dev in ipairs {"ref", "cuda"} do
+    local model = S.build(cfg, {fused_attention = df.core.supports(dev, "attention")})
+    local opt = train.adamw {lr = 1e-3, betas = {0.9, 0.999}, weight_decay = 0.05, groups = {}}
+    local step = assert(train.compile {model = model, loss = model.outputs.loss, optimizer = opt, device = dev})
+    local init = {}
+    for i, p in ipairs(model.params) do init[p.name] = df.randn(p.tensor.dtype, p.shape, 100 + i) end
+    step:set_params(init)
+    local batch = {videos = df.randn("f32", model.inputs.videos.shape, 5), labels = df.host("i64", {2}, {0, 2})}
+    for _ = 1, 3 do step:run(batch) end
+    steps[dev] = {step = step, model = model}
+  end
+  local worst = 0
+  for _, p in ipairs(steps.ref.model.params) do
+    worst = math.max(worst, df.compare(steps.ref.step.params[p.name], steps.cuda.step.params[p.name]))
+    worst = math.max(worst, df.compare(steps.ref.step.v[p.name], steps.cuda.step.v[p.name]))
+  end
+  T.ok(worst < 1e-4, "params and v after 3 steps: worst " .. worst)
+  -- a write through set_params reaches the device
+  local init = {}
+  for i, p in ipairs(steps.cuda.model.params) do init[p.name] = df.randn(p.tensor.dtype, p.shape, 200 + i) end
+  steps.ref.step:set_params(init)
+  steps.cuda.step:set_params(init)
+  local batch = {videos = df.randn("f32", steps.ref.model.inputs.videos.shape, 6), labels = df.host("i64", {2}, {1, 1})}
+  local la = steps.ref.step:run(batch)
+  local lb = steps.cuda.step:run(batch)
+  T.near(lb, la, 1e-4 * math.max(1, math.abs(la)), "loss after set_params")
+end)
+
 -- ------------------------------------------------------------ model variants
 
 T.test("model_variants_cuda_vs_ref", function()

@@ -53,6 +53,9 @@ function M.run(a)
   for _, p in ipairs(model.params) do
     feeds[p.name] = a.params[p.name] or C.fail("eval: the weights lack '%s'", p.name)
   end
+  local weights = {}
+  for _, p in ipairs(model.params) do weights[#weights + 1] = feeds[p.name] end
+  assert(compiled:keep(weights)) -- copied to the device once
   -- every 4th frame of each video (the loader decodes them in the background)
   local list, skipped = {}, 0
   for _, it in ipairs(items) do
