@@ -333,6 +333,108 @@ static void loop_metadata(LLVMContextRef ctx, LLVMValueRef br, int vectorize, in
 
 /* Emit one kernel as NAME_body(noalias typed pointers..., start, end) and
 ** the entry NAME(void **bufs, start, end). */
+/* An intrinsic overloaded on two types (masked loads and stores). */
+static LLVMValueRef intrinsic2(emit *E, const char *name, LLVMTypeRef t0, LLVMTypeRef t1, LLVMValueRef *args,
+                               int n) {
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  LLVMTypeRef ts[2] = {t0, t1};
+  LLVMValueRef f = LLVMGetIntrinsicDeclaration(E->mod, id, ts, 2);
+  LLVMTypeRef fty = LLVMIntrinsicGetType(E->ctx, id, ts, 2);
+  return LLVMBuildCall2(E->b, fty, f, args, (unsigned)n, "");
+}
+
+/* v in every lane of a vector of n. */
+static LLVMValueRef splat(LLVMBuilderRef b, unsigned n, LLVMValueRef v) {
+  LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(v), n);
+  LLVMTypeRef i32 = LLVMInt32TypeInContext(LLVMGetTypeContext(vt));
+  LLVMValueRef one = LLVMBuildInsertElement(b, LLVMGetUndef(vt), v, LLVMConstInt(i32, 0, 0), "");
+  return LLVMBuildShuffleVector(b, one, LLVMGetUndef(vt), LLVMConstNull(LLVMVectorType(i32, n)), "");
+}
+
+/* TILE_DOT (kir.h) as a register tile: mr x ceil(nr/16) vectors of 16
+** floats, a loop over the depth broadcasting one A element per row and
+** loading nr B elements per step (nr a multiple of 16), fused
+** multiply-adds, then masked stores of the n_valid columns. */
+#define TILE_W 16
+#define TILE_MAX_REGS 64
+static int emit_tile_dot(emit *E, const kir_tile *t, df_err *err) {
+  LLVMContextRef ctx = E->ctx;
+  LLVMBuilderRef b = E->b;
+  if (t->nr % TILE_W || t->mr * (t->nr / TILE_W) > TILE_MAX_REGS)
+    return df_err_set(err, DF_EUNSUPPORTED, "llvm: %s: a %lldx%lld TILE_DOT (nr a multiple of %d, at most %d vectors)",
+                      E->k->name, (long long)t->mr, (long long)t->nr, TILE_W, TILE_MAX_REGS);
+  int mr = (int)t->mr, nv = (int)(t->nr / TILE_W);
+  LLVMTypeRef i64 = LLVMInt64TypeInContext(ctx), i32 = LLVMInt32TypeInContext(ctx);
+  LLVMTypeRef f32 = LLVMFloatTypeInContext(ctx), v16 = LLVMVectorType(f32, TILE_W);
+  LLVMTypeRef pv16 = LLVMPointerType(v16, 0);
+  LLVMValueRef a0 = ex(E, t->a), b0 = ex(E, t->b), c0 = ex(E, t->c), nvalid = ex(E, t->n_valid);
+  LLVMValueRef accf = to_bool(E, ex(E, t->acc), E->k->exprs[t->acc].dtype);
+  LLVMValueRef zero = LLVMConstNull(v16), al4 = LLVMConstInt(i32, 4, 0);
+  LLVMValueRef masks[TILE_MAX_REGS], acc[TILE_MAX_REGS], cptr[TILE_MAX_REGS];
+  /* lane l of vector v is column v*16 + l: valid below n_valid */
+  LLVMValueRef nsplat = splat(b, TILE_W, nvalid);
+  for (int v = 0; v < nv; v++) {
+    LLVMValueRef lanes[TILE_W];
+    for (int l = 0; l < TILE_W; l++) lanes[l] = LLVMConstInt(i64, (unsigned long long)(v * TILE_W + l), 0);
+    masks[v] = LLVMBuildICmp(b, LLVMIntSLT, LLVMConstVector(lanes, TILE_W), nsplat, "");
+  }
+  for (int i = 0; i < mr; i++)
+    for (int v = 0; v < nv; v++) {
+      LLVMValueRef off = LLVMBuildAdd(b, c0, LLVMConstInt(i64, (unsigned long long)(i * t->c_m + v * TILE_W), 0), "");
+      LLVMValueRef p = LLVMBuildInBoundsGEP2(b, f32, E->bufs[t->c_buf], &off, 1, "");
+      cptr[i * nv + v] = LLVMBuildBitCast(b, p, pv16, "");
+      LLVMValueRef args[4] = {cptr[i * nv + v], al4, masks[v], zero};
+      LLVMValueRef old = intrinsic2(E, "llvm.masked.load", v16, pv16, args, 4);
+      acc[i * nv + v] = LLVMBuildSelect(b, accf, old, zero, "");
+    }
+  if (t->depth > 0) {
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(b);
+    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(ctx, E->fn, "tile");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(ctx, E->fn, "tile_done");
+    LLVMBuildBr(b, body);
+    LLVMPositionBuilderAtEnd(b, body);
+    LLVMValueRef p = LLVMBuildPhi(b, i64, "p"), phis[TILE_MAX_REGS];
+    for (int r = 0; r < mr * nv; r++) phis[r] = LLVMBuildPhi(b, v16, "");
+    LLVMValueRef bv[TILE_MAX_REGS];
+    LLVMValueRef boff = LLVMBuildAdd(b, b0, LLVMBuildMul(b, p, LLVMConstInt(i64, (unsigned long long)t->b_k, 0), ""), "");
+    for (int v = 0; v < nv; v++) {
+      LLVMValueRef o = LLVMBuildAdd(b, boff, LLVMConstInt(i64, (unsigned long long)(v * TILE_W), 0), "");
+      LLVMValueRef q = LLVMBuildBitCast(b, LLVMBuildInBoundsGEP2(b, f32, E->bufs[t->b_buf], &o, 1, ""), pv16, "");
+      bv[v] = LLVMBuildLoad2(b, v16, q, "");
+      LLVMSetAlignment(bv[v], 4);
+    }
+    LLVMValueRef aoff = LLVMBuildAdd(b, a0, LLVMBuildMul(b, p, LLVMConstInt(i64, (unsigned long long)t->a_k, 0), ""), "");
+    LLVMValueRef next[TILE_MAX_REGS];
+    for (int i = 0; i < mr; i++) {
+      LLVMValueRef o = LLVMBuildAdd(b, aoff, LLVMConstInt(i64, (unsigned long long)(i * t->a_m), 0), "");
+      LLVMValueRef av = LLVMBuildLoad2(b, f32, LLVMBuildInBoundsGEP2(b, f32, E->bufs[t->a_buf], &o, 1, ""), "");
+      LLVMValueRef sp = splat(b, TILE_W, av);
+      for (int v = 0; v < nv; v++) {
+        LLVMValueRef args[3] = {sp, bv[v], phis[i * nv + v]};
+        next[i * nv + v] = intrinsic(E, "llvm.fmuladd", v16, args, 3);
+      }
+    }
+    LLVMValueRef p1 = LLVMBuildAdd(b, p, LLVMConstInt(i64, 1, 0), "");
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(b);
+    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, p1, LLVMConstInt(i64, (unsigned long long)t->depth, 0), ""), body,
+                    done);
+    LLVMValueRef p_in[2] = {LLVMConstInt(i64, 0, 0), p1};
+    LLVMBasicBlockRef from[2] = {pre, latch};
+    LLVMAddIncoming(p, p_in, from, 2);
+    for (int r = 0; r < mr * nv; r++) {
+      LLVMValueRef in[2] = {acc[r], next[r]};
+      LLVMAddIncoming(phis[r], in, from, 2);
+    }
+    LLVMPositionBuilderAtEnd(b, done);
+    for (int r = 0; r < mr * nv; r++) acc[r] = next[r];
+  }
+  for (int r = 0; r < mr * nv; r++) {
+    LLVMValueRef args[4] = {acc[r], cptr[r], al4, masks[r % nv]};
+    intrinsic2(E, "llvm.masked.store", v16, pv16, args, 4);
+  }
+  return 0;
+}
+
 static int emit_kernel(LLVMContextRef ctx, LLVMModuleRef mod, const kir_kernel *k, const char *sym,
                        const df_tune_config *cfg, df_err *err) {
   emit E;
@@ -379,7 +481,7 @@ static int emit_kernel(LLVMContextRef ctx, LLVMModuleRef mod, const kir_kernel *
   for (int i = 0; i < k->nstmts; i++)
     if (k->stmts[i].kind == KS_DECL)
       E.tmps[k->stmts[i].var] = LLVMBuildAlloca(E.b, vty(&E, k->stmts[i].dtype), "t");
-  int depth = 0;
+  int depth = 0, trc = 0;
   for (int si = 0; si < k->nstmts; si++) {
     const kir_stmt *s = &k->stmts[si];
     memset(E.cache, 0, (size_t)k->nexprs * sizeof *E.cache);
@@ -445,9 +547,11 @@ static int emit_kernel(LLVMContextRef ctx, LLVMModuleRef mod, const kir_kernel *
       break;
     }
     case KS_TILE_DOT:
+      if ((trc = emit_tile_dot(&E, &k->tiles[s->var], err))) goto emitted;
       break;
     }
   }
+emitted:
   LLVMBuildRetVoid(E.b);
 
   /* the entry: unpack the buffer array */
@@ -457,15 +561,22 @@ static int emit_kernel(LLVMContextRef ctx, LLVMModuleRef mod, const kir_kernel *
   LLVMPositionBuilderAtEnd(E.b, LLVMAppendBasicBlockInContext(ctx, fn, "entry"));
   LLVMValueRef *args = calloc((size_t)nb + 2, sizeof *args);
   for (int i = 0; args && i < nb; i++) {
+    if (k->bufs[i].scope == KB_SCRATCH) {
+      /* scratch: on this call's stack (the runtime passes only GLOBAL buffers, first) */
+      LLVMValueRef n = LLVMConstInt(i64, (unsigned long long)(k->bufs[i].numel > 0 ? k->bufs[i].numel : 1), 0);
+      args[i] = LLVMBuildArrayAlloca(E.b, ty(&E, k->bufs[i].dtype), n, "scratch");
+      LLVMSetAlignment(args[i], 64);
+      continue;
+    }
     LLVMValueRef ix = LLVMConstInt(i64, (unsigned long long)i, 0);
     LLVMValueRef slotp = LLVMBuildInBoundsGEP2(E.b, i8p, LLVMGetParam(fn, 0), &ix, 1, "");
     LLVMValueRef raw = LLVMBuildLoad2(E.b, i8p, slotp, "");
     args[i] = LLVMBuildBitCast(E.b, raw, pt[i], "");
   }
-  int rc = 0;
-  if (!args) {
+  int rc = trc;
+  if (!rc && !args) {
     rc = df_err_set(err, DF_ENOMEM, "llvm: out of memory");
-  } else {
+  } else if (!rc) {
     args[nb] = LLVMGetParam(fn, 1);
     args[nb + 1] = LLVMGetParam(fn, 2);
     LLVMBuildCall2(E.b, LLVMFunctionType(vt, pt, (unsigned)nb + 2, 0), body, args, (unsigned)nb + 2, "");
@@ -487,7 +598,7 @@ static int write_file(const char *dir, const char *name, const char *ext, const 
 
 /* Bumped whenever this file or llvm_math.c changes what it emits: part of the cache key,
 ** so objects from an older code generator are never served. */
-#define DF_CODEGEN_VERSION "llvm-cg-6"
+#define DF_CODEGEN_VERSION "llvm-cg-7"
 
 static void symbol_of(const kir_kernel *k, char *out, size_t n) {
   snprintf(out, n, "dferc_%016llx", (unsigned long long)kir_hash(k));

@@ -51,6 +51,7 @@ void kir_free(kir_kernel *k) {
   free(k->bufs);
   free(k->exprs);
   free(k->stmts);
+  free(k->tiles);
   free(k);
 }
 
@@ -226,6 +227,29 @@ void kir_store(kir_kernel *k, int buf, kir_e idx, kir_e v) {
   push_stmt(k, s);
 }
 
+void kir_tile_dot(kir_kernel *k, const kir_tile *t) {
+  if (k->failed) return;
+  kir_e ops[5] = {t->a, t->b, t->c, t->acc, t->n_valid};
+  for (int i = 0; i < 5; i++)
+    if (bad(k, ops[i])) return;
+  if (k->ntiles == k->cap_tiles) {
+    int cap = k->cap_tiles ? k->cap_tiles * 2 : 8;
+    kir_tile *n = realloc(k->tiles, (size_t)cap * sizeof *n);
+    if (!n) {
+      k->failed = 1;
+      return;
+    }
+    k->tiles = n;
+    k->cap_tiles = cap;
+  }
+  k->tiles[k->ntiles] = *t;
+  kir_stmt s = {0};
+  s.kind = KS_TILE_DOT;
+  s.var = k->ntiles++;
+  s.idx = s.val = -1;
+  push_stmt(k, s);
+}
+
 int kir_verify(const kir_kernel *k, df_err *err) {
   if (k->failed) return df_err_set(err, DF_ENOMEM, "%s: out of memory building the kernel", k->name);
   int depth = 0;
@@ -255,6 +279,16 @@ int kir_verify(const kir_kernel *k, df_err *err) {
       return df_err_set(err, DF_EINVAL, "%s: bad STORE at %d", k->name, i);
     if ((s->kind == KS_DECL || s->kind == KS_SET || s->kind == KS_ACC) && (s->val < 0 || s->var >= k->ntmps))
       return df_err_set(err, DF_EINVAL, "%s: bad assignment at %d", k->name, i);
+    if (s->kind == KS_TILE_DOT) {
+      const kir_tile *t = s->var >= 0 && s->var < k->ntiles ? &k->tiles[s->var] : NULL;
+      int ok = t && t->a_buf >= 0 && t->a_buf < k->nbufs && t->b_buf >= 0 && t->b_buf < k->nbufs &&
+               t->c_buf >= 0 && t->c_buf < k->nbufs && t->mr > 0 && t->nr > 0 && t->depth >= 0;
+      for (int b = 0; ok && b < 3; b++) {
+        int bb = b == 0 ? t->a_buf : b == 1 ? t->b_buf : t->c_buf;
+        ok = k->bufs[bb].dtype == DF_F32;
+      }
+      if (!ok) return df_err_set(err, DF_EINVAL, "%s: bad TILE_DOT at %d (float32 buffers)", k->name, i);
+    }
   }
   if (depth != 0) return df_err_set(err, DF_EINVAL, "%s: %d unclosed FOR", k->name, depth);
   return 0;
@@ -280,6 +314,11 @@ uint64_t kir_hash(const kir_kernel *k) {
   for (int i = 0; i < k->nstmts; i++) {
     const kir_stmt *s = &k->stmts[i];
     H(s->kind), H(s->var), H(s->extent), H(s->flags), H(s->op), H(s->dtype), H(s->buf), H(s->idx), H(s->val);
+  }
+  for (int i = 0; i < k->ntiles; i++) {
+    const kir_tile *t = &k->tiles[i];
+    H(t->a_buf), H(t->b_buf), H(t->c_buf), H(t->a), H(t->b), H(t->c), H(t->acc), H(t->n_valid);
+    H(t->mr), H(t->nr), H(t->depth), H(t->a_m), H(t->a_k), H(t->b_k), H(t->c_m);
   }
   return h;
 }
@@ -348,7 +387,21 @@ void kir_print(const kir_kernel *k, FILE *f) {
       print_expr(k, s->val, f);
       fputc('\n', f);
       break;
-    case KS_TILE_DOT: fputs("tile_dot\n", f); break;
+    case KS_TILE_DOT: {
+      const kir_tile *t = &k->tiles[s->var];
+      fprintf(f, "tile_dot %" PRId64 "x%" PRId64 " depth %" PRId64 ": b%d[", t->mr, t->nr, t->depth, t->c_buf);
+      print_expr(k, t->c, f);
+      fprintf(f, " + i*%" PRId64 " + j] (j < ", t->c_m);
+      print_expr(k, t->n_valid, f);
+      fputs(") = (", f);
+      print_expr(k, t->acc, f);
+      fprintf(f, " ? C : 0) + sum_p b%d[", t->a_buf);
+      print_expr(k, t->a, f);
+      fprintf(f, " + i*%" PRId64 " + p*%" PRId64 "] * b%d[", t->a_m, t->a_k, t->b_buf);
+      print_expr(k, t->b, f);
+      fprintf(f, " + p*%" PRId64 " + j]\n", t->b_k);
+      break;
+    }
     }
   }
 }

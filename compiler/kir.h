@@ -24,9 +24,18 @@
 ** loop; its accumulators are DECLed just before it).
 ** Memory scopes: a buffer is GLOBAL (a tensor of the plan) or SCRATCH (per
 ** parallel iteration: shared memory on a GPU, a stack array on a CPU).
-** TILE_DOT (a tile-level product for tensor cores and SIMD GEMM) is
-** reserved: the statement exists so that the generated GEMM of the next
-** issue has a place, but no pass emits it yet.
+**   TILE_DOT tile                C tile (+)= A panel . B panel (below)
+** TILE_DOT is the tile-level product of a generated GEMM (compiler/gemm.c;
+** SIMD register tiles on a CPU, tensor-core fragments on a GPU):
+**   for i < mr, j < nr:
+**     C[c + i*c_m + j] = (acc ? C[c + i*c_m + j] : 0)
+**                        + sum_{p < depth} A[a + i*a_m + p*a_k] * B[b + p*b_k + j]
+** where a, b, c and acc are expressions (acc a bool: accumulate into C),
+** the rest constants, and only the columns j < n_valid (an expression,
+** at most nr) of C are read or written.  The sum runs in the order p.
+** SCRATCH buffers are not passed in: the kernel allocates them (per call
+** of its range on a CPU), so the runtime gives only the GLOBAL ones, which
+** come first.
 */
 #ifndef DF_KIR_H
 #define DF_KIR_H
@@ -68,6 +77,14 @@ typedef struct kir_stmt {
   kir_e idx, val;    /* STORE: index and value; DECL/SET/ACC: value */
 } kir_stmt;
 
+/* A TILE_DOT's operands (see the head comment). */
+typedef struct kir_tile {
+  int32_t a_buf, b_buf, c_buf;
+  kir_e a, b, c, acc, n_valid; /* i64 offsets; acc bool; n_valid i64 */
+  int64_t mr, nr, depth;
+  int64_t a_m, a_k, b_k, c_m;
+} kir_tile;
+
 typedef struct kir_buf {
   df_dtype dtype;
   int64_t numel;
@@ -83,6 +100,8 @@ typedef struct kir_kernel {
   kir_expr *exprs;
   int nstmts, cap_stmts;
   kir_stmt *stmts;
+  int ntiles, cap_tiles;  /* TILE_DOT operands: a statement's var is its tile */
+  kir_tile *tiles;
   int nvars, ntmps;
   int64_t parallel_extent; /* extent of the outermost PARALLEL loop (1 if none) */
   int failed;              /* sticky out-of-memory */
@@ -114,6 +133,7 @@ int kir_decl(kir_kernel *k, df_dtype dt, kir_e init);       /* returns the tempo
 void kir_set(kir_kernel *k, int tmp, kir_e v);
 void kir_acc(kir_kernel *k, int tmp, int op, kir_e v);
 void kir_store(kir_kernel *k, int buf, kir_e idx, kir_e v);
+void kir_tile_dot(kir_kernel *k, const kir_tile *t);
 
 /* Make buffer `from` the same buffer as `into`: its loads and stores use
 ** `into` (which takes its roles), and it is removed (buffers after it are

@@ -239,9 +239,29 @@ static void run(interp *I, int a, int b) {
       else set_int(bf->dtype, I->bufs[s->buf], idx, c.i);
       break;
     }
-    case KS_TILE_DOT:
-      I->rc = df_err_set(I->err, DF_EUNSUPPORTED, "kir_interp: %s: TILE_DOT is not interpreted", k->name);
+    case KS_TILE_DOT: {
+      const kir_tile *t = &k->tiles[s->var];
+      int64_t a = ev(I, t->a).i, b = ev(I, t->b).i, c = ev(I, t->c).i, nv = ev(I, t->n_valid).i;
+      int acc = truthy(ev(I, t->acc), k->exprs[t->acc].dtype);
+      const float *A = I->bufs[t->a_buf], *B = I->bufs[t->b_buf];
+      float *C = I->bufs[t->c_buf];
+      if (nv > t->nr) nv = t->nr;
+      for (int64_t i = 0; i < t->mr && I->rc == 0; i++)
+        for (int64_t j = 0; j < nv && I->rc == 0; j++) {
+          int64_t ci = c + i * t->c_m + j;
+          int64_t alast = a + i * t->a_m + (t->depth - 1) * t->a_k, blast = b + (t->depth - 1) * t->b_k + j;
+          if (ci < 0 || ci >= k->bufs[t->c_buf].numel) out_of_range(I, t->c_buf, ci, "tile store");
+          else if (t->depth > 0 && (a + i * t->a_m < 0 || alast < 0 || alast >= k->bufs[t->a_buf].numel))
+            out_of_range(I, t->a_buf, alast, "tile load");
+          else if (t->depth > 0 && (b + j < 0 || blast < 0 || blast >= k->bufs[t->b_buf].numel))
+            out_of_range(I, t->b_buf, blast, "tile load");
+          if (I->rc) break;
+          float sum = acc ? C[ci] : 0.0f;
+          for (int64_t p = 0; p < t->depth; p++) sum = fmaf(A[a + i * t->a_m + p * t->a_k], B[b + p * t->b_k + j], sum);
+          C[ci] = sum;
+        }
       break;
+    }
     }
   }
 }

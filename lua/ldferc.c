@@ -1096,6 +1096,16 @@ static int l_plan_sync(lua_State *L) {
   return 1;
 }
 
+/* core.set_gemm("blas" | "generated") -> the previous mode: the cpu
+** device's float32 products in plans compiled from now on. */
+static int l_set_gemm(lua_State *L) {
+  static const char *const modes[] = {"blas", "generated", NULL};
+  int prev = df_cpu_gemm();
+  if (!lua_isnoneornil(L, 1)) df_cpu_set_gemm(luaL_checkoption(L, 1, NULL, modes));
+  lua_pushstring(L, modes[prev]);
+  return 1;
+}
+
 /* core.ops() -> {{name =, inputs = {min, max}, differentiable =}, ...} in table order */
 static int l_ops(lua_State *L) {
   lua_createtable(L, DF_OP_COUNT, 0);
@@ -1411,6 +1421,7 @@ int luaopen_dferc_core(lua_State *L) {
   lua_pop(L, 1);
 
   static const luaL_Reg funcs[] = {
+      {"set_gemm", l_set_gemm},
       {"graph", l_graph_new},       {"op", l_op},
       {"grad", l_grad},
       {"location", l_location},     {"set_methods", l_set_methods},

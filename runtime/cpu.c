@@ -8,6 +8,8 @@
 ** time; inputs and parameters read in place from the caller's host
 ** tensors (no copy).  mask_index, scatter_add and rand run their
 ** reference kernels on the host (float64), a small share of a step.
+** With df_cpu_set_gemm(DF_GEMM_GENERATED) (or DFERC_GEMM=generated), the
+** float32 products are Kernel IR GEMMs (compiler/gemm) instead.
 */
 #include "config.h"
 
@@ -20,6 +22,7 @@
 #include <time.h>
 
 #include "compiler/codegen_llvm.h"
+#include "compiler/gemm.h"
 #include "compiler/schedule.h"
 #include "runtime/attention_cpu.h"
 #include "runtime/profile.h"
@@ -31,6 +34,7 @@ struct df_plan {
   df_llvm_jit *jit;
   df_kernel_fn *fns;
   int *chunks;           /* per step: pool chunks per thread (0: the pool's default; tuned) */
+  kir_kernel **gemm;     /* per step: a MATMUL step's generated GEMM (owned), or NULL for OpenBLAS */
   void *arena;
   int check_finite;
   df_llvm_stats codegen;
@@ -43,11 +47,26 @@ static int cpu_supports(df_op op) { return df_op_info(op) != NULL; }
 static void cpu_plan_free(df_plan *p) {
   if (!p) return;
   df_llvm_free(p->jit);
+  for (int i = 0; p->gemm && p->s && i < p->s->nsteps; i++) kir_free(p->gemm[i]);
+  free(p->gemm);
   df_schedule_free(p->s);
   free(p->fns);
   free(p->chunks);
   free(p->arena);
   free(p);
+}
+
+/* Which products the plans compiled from now on generate. */
+static int gemm_mode = -1; /* -1: from $DFERC_GEMM at the first compile */
+
+void df_cpu_set_gemm(int mode) { gemm_mode = mode; }
+
+int df_cpu_gemm(void) {
+  if (gemm_mode < 0) {
+    const char *e = getenv("DFERC_GEMM");
+    gemm_mode = e && strcmp(e, "generated") == 0 ? DF_GEMM_GENERATED : DF_GEMM_BLAS;
+  }
+  return gemm_mode;
 }
 
 static df_plan *cpu_compile(const df_graph *g, const df_node_id *outputs, int n_out, df_err *err) {
@@ -65,14 +84,28 @@ static df_plan *cpu_compile(const df_graph *g, const df_node_id *outputs, int n_
   kir_kernel **ks = malloc((size_t)(p->s->nsteps + 1) * sizeof *ks);
   p->fns = calloc((size_t)p->s->nsteps + 1, sizeof *p->fns);
   p->chunks = calloc((size_t)p->s->nsteps + 1, sizeof *p->chunks);
-  if (!ks || !p->fns || !p->chunks) {
+  p->gemm = calloc((size_t)p->s->nsteps + 1, sizeof *p->gemm);
+  if (!ks || !p->fns || !p->chunks || !p->gemm) {
     free(ks);
     cpu_plan_free(p);
     df_err_set(err, DF_ENOMEM, "cpu: out of memory");
     return NULL;
   }
-  for (int i = 0; i < p->s->nsteps; i++)
-    if (p->s->steps[i].kind == DF_STEP_KERNEL) ks[nk++] = p->s->steps[i].kernel;
+  int gen = df_cpu_gemm() == DF_GEMM_GENERATED;
+  for (int i = 0; i < p->s->nsteps; i++) {
+    df_step *st = &p->s->steps[i];
+    if (st->kind == DF_STEP_KERNEL) ks[nk++] = st->kernel;
+    const df_node *mm = st->kind == DF_STEP_MATMUL ? df_graph_node(g, st->node) : NULL;
+    if (gen && mm && mm->dtype == DF_F32) {
+      p->gemm[i] = df_gemm_kernel(g, mm, NULL, err);
+      if (!p->gemm[i]) {
+        free(ks);
+        cpu_plan_free(p);
+        return NULL;
+      }
+      ks[nk++] = p->gemm[i];
+    }
+  }
   if (nk > 0) {
     p->jit = df_llvm_compile(ks, nk, df_dump_dir(), df_kernel_cache(), &p->codegen, err);
     if (!p->jit) {
@@ -84,12 +117,13 @@ static df_plan *cpu_compile(const df_graph *g, const df_node_id *outputs, int n_
   free(ks);
   for (int i = 0; i < p->s->nsteps; i++) {
     df_step *st = &p->s->steps[i];
-    if (st->kind != DF_STEP_KERNEL) continue;
-    p->fns[i] = df_llvm_lookup(p->jit, st->kernel);
-    const df_tune_config *tc = df_llvm_kernel_config(p->jit, st->kernel);
+    kir_kernel *kk = st->kind == DF_STEP_KERNEL ? st->kernel : p->gemm[i];
+    if (!kk) continue;
+    p->fns[i] = df_llvm_lookup(p->jit, kk);
+    const df_tune_config *tc = df_llvm_kernel_config(p->jit, kk);
     p->chunks[i] = tc ? tc->chunks : 0;
     if (!p->fns[i]) {
-      df_err_set(err, DF_EUNSUPPORTED, "cpu: kernel %s did not compile", st->kernel->name);
+      df_err_set(err, DF_EUNSUPPORTED, "cpu: kernel %s did not compile", kk->name);
       cpu_plan_free(p);
       return NULL;
     }
@@ -366,7 +400,15 @@ static int cpu_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor *
       df_pool_run_chunks(st->kernel->parallel_extent, p->chunks[i], run_range, &k);
       break;
     }
-    case DF_STEP_MATMUL: rc = run_matmul(g, st, ptr, err); break;
+    case DF_STEP_MATMUL:
+      if (p->gemm[i]) { /* generated: A, B, C (its panel is its own) */
+        for (int b = 0; b < 3; b++) bufs[b] = ptr[st->slots[b]];
+        kctx k = {p->fns[i], bufs};
+        df_pool_run_chunks(p->gemm[i]->parallel_extent, p->chunks[i], run_range, &k);
+      } else {
+        rc = run_matmul(g, st, ptr, err);
+      }
+      break;
     case DF_STEP_LIB: {
       const df_node *n = df_graph_node(g, st->node);
       void *in[8];

@@ -107,4 +107,11 @@ extern const df_device df_device_ref;
 extern const df_device df_device_cpu;
 extern const df_device df_device_cuda; /* builds with the CUDA headers (DFERC_HAVE_CUDA) */
 
+/* The cpu device's float32 products: OpenBLAS (the default) or the
+** generated GEMM of compiler/gemm (DFERC_GEMM=generated); for plans
+** compiled after the call. */
+enum { DF_GEMM_BLAS = 0, DF_GEMM_GENERATED = 1 };
+void df_cpu_set_gemm(int mode);
+int df_cpu_gemm(void);
+
 #endif

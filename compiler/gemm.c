@@ -1,0 +1,206 @@
+/*
+** gemm.c -- see gemm.h.
+*/
+#include "compiler/gemm.h"
+
+#include "runtime/tensor.h" /* df_shape_numel, as schedule.c */
+
+#include <stdio.h>
+
+const df_gemm_params df_gemm_default = {12, 32, 256, 384, 192};
+
+/* An i64 expression: a / c and a % c for a constant c > 0. */
+static kir_e idiv(kir_kernel *k, kir_e a, int64_t c) {
+  return c == 1 ? a : kir_bin(k, DF_OP_DIV, a, kir_const_i(k, c));
+}
+static kir_e imod(kir_kernel *k, kir_e a, int64_t c) {
+  if (c == 1) return kir_const_i(k, 0);
+  return kir_bin(k, DF_OP_SUB, a, kir_imul(k, idiv(k, a, c), c));
+}
+
+typedef struct gemm {
+  kir_kernel *k;
+  int ta, tb;
+  int64_t M, N, K, nc, mc;
+  int mr, nr;
+  kir_e abase, bbase, cbase, n0; /* offsets of this parallel item's matrices; its first column */
+} gemm;
+
+/* Rows [r0, r0 + rows) of M (rows a constant) against the packed B
+** panel: pack them (MR rows interleaved, zero past M), then the tiles,
+** column block by column block. */
+static void row_block(gemm *G, kir_e k0, int64_t depth, kir_e acc, kir_e r0, int64_t rows) {
+  kir_kernel *k = G->k;
+  const int A = 0, C = 2, P = 3, Q = 4;
+  int64_t mr = G->mr, groups = (rows + mr - 1) / mr, nblk = G->nc / G->nr;
+  /* pack: apanel[(ir * depth + kk) * mr + ii] = A[r0 + ir * mr + ii, k0 + kk]; the
+  ** innermost loop runs along A's memory (k, or the rows when transposed) */
+  int ir = kir_for(k, groups, 0);
+  int o1 = kir_for(k, G->ta ? depth : mr, 0);
+  int o2 = kir_for(k, G->ta ? mr : depth, 0);
+  int ii = G->ta ? o2 : o1, kk = G->ta ? o1 : o2;
+  kir_e local = kir_iadd(k, kir_imul(k, kir_var(k, ir), mr), kir_var(k, ii));
+  kir_e inside = kir_bin(k, DF_OP_LT, local, kir_const_i(k, rows));
+  kir_e row = kir_bin(k, DF_OP_MIN, kir_iadd(k, r0, local), kir_const_i(k, G->M - 1));
+  kir_e kx = kir_iadd(k, k0, kir_var(k, kk));
+  kir_e ai = G->ta ? kir_iadd(k, kir_imul(k, kx, G->M), row) : kir_iadd(k, kir_imul(k, row, G->K), kx);
+  kir_e val = kir_select(k, inside, kir_load(k, A, kir_iadd(k, G->abase, ai)), kir_const_f(k, DF_F32, 0.0));
+  kir_e qi = kir_iadd(k, kir_imul(k, kir_iadd(k, kir_imul(k, kir_var(k, ir), depth), kir_var(k, kk)), mr),
+                      kir_var(k, ii));
+  kir_store(k, Q, qi, val);
+  kir_end(k);
+  kir_end(k);
+  kir_end(k);
+  /* tiles: a B micro-panel stays in L1 while the row groups pass */
+  int j = kir_for(k, nblk, 0);
+  kir_e c0 = kir_iadd(k, G->n0, kir_imul(k, kir_var(k, j), G->nr));
+  int64_t full = rows / mr, rest = rows % mr;
+  for (int part = 0; part < 2; part++) {
+    int64_t m = part ? rest : mr, count = part ? 1 : full;
+    if (m == 0 || count == 0) continue;
+    kir_e g = part ? kir_const_i(k, full) : kir_var(k, kir_for(k, count, 0));
+    kir_tile t = {Q, P, C, 0, 0, 0, 0, 0, m, G->nr, depth, 1, mr, G->nr, G->N};
+    t.a = kir_imul(k, g, depth * mr);
+    t.b = kir_imul(k, kir_var(k, j), depth * G->nr);
+    t.c = kir_iadd(k, G->cbase, kir_iadd(k, kir_imul(k, kir_iadd(k, r0, kir_imul(k, g, mr)), G->N), c0));
+    t.acc = acc;
+    t.n_valid = kir_bin(k, DF_OP_SUB, kir_const_i(k, G->N), c0);
+    kir_tile_dot(k, &t);
+    if (!part) kir_end(k);
+  }
+  kir_end(k);
+}
+
+/* One depth block: `depth` steps of K from k0 (an i64 expression);
+** accumulate into C unless this is the first block (acc). */
+static void depth_block(gemm *G, kir_e k0, int64_t depth, kir_e acc) {
+  kir_kernel *k = G->k;
+  const int B = 1, P = 3;
+  int64_t nblk = G->nc / G->nr;
+  /* pack: panel[(jr * depth + kk) * nr + jj] = B[k0 + kk, n0 + jr * nr + jj] (0 past N) */
+  int jr = kir_for(k, nblk, 0);
+  int o1 = kir_for(k, G->tb ? G->nr : depth, 0); /* the innermost loop runs along B's memory */
+  int o2 = kir_for(k, G->tb ? depth : G->nr, 0);
+  int kk = G->tb ? o2 : o1, jj = G->tb ? o1 : o2;
+  kir_e col = kir_iadd(k, G->n0, kir_iadd(k, kir_imul(k, kir_var(k, jr), G->nr), kir_var(k, jj)));
+  kir_e inside = kir_bin(k, DF_OP_LT, col, kir_const_i(k, G->N));
+  kir_e colc = kir_bin(k, DF_OP_MIN, col, kir_const_i(k, G->N - 1));
+  kir_e row = kir_iadd(k, k0, kir_var(k, kk));
+  kir_e bi = G->tb ? kir_iadd(k, kir_imul(k, colc, G->K), row) : kir_iadd(k, kir_imul(k, row, G->N), colc);
+  kir_e val = kir_select(k, inside, kir_load(k, B, kir_iadd(k, G->bbase, bi)), kir_const_f(k, DF_F32, 0.0));
+  kir_e pi = kir_iadd(k, kir_imul(k, kir_iadd(k, kir_imul(k, kir_var(k, jr), depth), kir_var(k, kk)), G->nr),
+                      kir_var(k, jj));
+  kir_store(k, P, pi, val);
+  kir_end(k);
+  kir_end(k);
+  kir_end(k);
+  /* blocks of mc rows (A's packed block stays in L2), then the rest */
+  int64_t full = G->M / G->mc, rest = G->M % G->mc;
+  if (full > 0) {
+    int ib = kir_for(k, full, 0);
+    row_block(G, k0, depth, acc, kir_imul(k, kir_var(k, ib), G->mc), G->mc);
+    kir_end(k);
+  }
+  if (rest > 0) row_block(G, k0, depth, acc, kir_const_i(k, full * G->mc), rest);
+}
+
+kir_kernel *df_gemm_kernel(const df_graph *g, const df_node *n, const df_gemm_params *prm, df_err *err) {
+  if (!prm) prm = &df_gemm_default;
+  if (n->op != DF_OP_MATMUL || n->dtype != DF_F32) {
+    df_err_set(err, DF_EUNSUPPORTED, "gemm: %s:%d: only float32 products are generated", n->file, n->line);
+    return NULL;
+  }
+  if (prm->mr < 1 || prm->mr > 16 || prm->nr % 16 || prm->nr < 16 || prm->nr > 48 || prm->kc < 1 ||
+      prm->nc_max < prm->nr || prm->mc < prm->mr) {
+    df_err_set(err, DF_EINVAL, "gemm: bad tile sizes %dx%d kc %d nc %d", prm->mr, prm->nr, prm->kc, prm->nc_max);
+    return NULL;
+  }
+  const df_node *a = df_graph_node(g, n->inputs[0]), *b = df_graph_node(g, n->inputs[1]);
+  gemm G = {0};
+  G.ta = n->attrs.ia[0] != 0;
+  G.tb = n->attrs.ia[1] != 0;
+  int nb = n->ndim - 2;
+  G.M = n->shape[nb];
+  G.N = n->shape[nb + 1];
+  G.K = a->shape[a->ndim - 1 - G.ta];
+  G.mr = prm->mr;
+  int64_t mc_round = prm->mc / prm->mr * prm->mr;
+  G.nr = prm->nr;
+  int64_t batches = 1;
+  for (int i = 0; i < nb; i++) batches *= n->shape[i];
+  int64_t amat = a->shape[a->ndim - 2] * a->shape[a->ndim - 1];
+  int64_t bmat = b->shape[b->ndim - 2] * b->shape[b->ndim - 1];
+  int fold = batches > 1 && b->ndim == 2 && !G.ta; /* a weight shared by every batch: one product */
+  if (fold) {
+    G.M *= batches;
+    batches = 1;
+  }
+  /* blocks of columns: enough for the threads, each at most nc_max wide */
+  int64_t tiles = (G.N + G.nr - 1) / G.nr;
+  if (tiles < 1) tiles = 1; /* N = 0: one block of masked columns */
+  int64_t nj = (tiles * G.nr + prm->nc_max - 1) / prm->nc_max;
+  if (batches * nj < 2 && tiles >= 2) nj = 2; /* one block per thread at least */
+  if (nj < 1) nj = 1;
+  G.nc = (tiles + nj - 1) / nj * G.nr;
+  nj = (tiles * G.nr + G.nc - 1) / G.nc;
+  char name[96];
+  snprintf(name, sizeof name, "gemm_%s%s_%lldx%lldx%lld_f32", G.ta ? "t" : "n", G.tb ? "t" : "n", (long long)G.M,
+           (long long)G.N, (long long)G.K);
+  kir_kernel *k = G.k = kir_new(name);
+  if (!k) {
+    df_err_set(err, DF_ENOMEM, "gemm: out of memory");
+    return NULL;
+  }
+  int64_t kc = prm->kc < G.K ? prm->kc : G.K;
+  kir_add_buf(k, DF_F32, df_shape_numel(a->ndim, a->shape), KB_GLOBAL, KB_IN);
+  kir_add_buf(k, DF_F32, df_shape_numel(b->ndim, b->shape), KB_GLOBAL, KB_IN);
+  kir_add_buf(k, DF_F32, df_shape_numel(n->ndim, n->shape), KB_GLOBAL, KB_OUT);
+  kir_add_buf(k, DF_F32, (kc > 0 ? kc : 1) * G.nc, KB_SCRATCH, 0);
+  G.mc = G.M < mc_round ? (G.M > 0 ? G.M : 1) : mc_round;
+  kir_add_buf(k, DF_F32, (kc > 0 ? kc : 1) * ((G.mc + G.mr - 1) / G.mr * G.mr), KB_SCRATCH, 0);
+  int t = kir_for(k, batches * nj, KF_PARALLEL);
+  kir_e item = kir_var(k, t);
+  kir_e bt = idiv(k, item, nj), jc = imod(k, item, nj);
+  G.n0 = kir_imul(k, jc, G.nc);
+  /* each operand's matrix for batch bt: its batch dims broadcast against the output's */
+  G.cbase = kir_imul(k, bt, G.M * G.N);
+  G.abase = G.bbase = kir_const_i(k, 0);
+  if (!fold && batches > 1) {
+    for (int pass = 0; pass < 2; pass++) {
+      const df_node *x = pass ? b : a;
+      int xb = x->ndim - 2;
+      int64_t stride = 1, inner = 1;
+      kir_e off = kir_const_i(k, 0);
+      for (int i = nb - 1; i >= 0; i--) {
+        int j = xb - nb + i;
+        if (j >= 0 && x->shape[j] == n->shape[i] && n->shape[i] > 1)
+          off = kir_iadd(k, off, kir_imul(k, imod(k, idiv(k, bt, inner), n->shape[i]), stride));
+        if (j >= 0) stride *= x->shape[j];
+        inner *= n->shape[i];
+      }
+      off = kir_imul(k, off, pass ? bmat : amat);
+      if (pass) G.bbase = off;
+      else G.abase = off;
+    }
+  }
+  int64_t nkfull = kc > 0 ? G.K / kc : 0, krest = kc > 0 ? G.K % kc : 0;
+  if (G.K == 0) {
+    depth_block(&G, kir_const_i(k, 0), 0, kir_bin(k, DF_OP_NE, kir_const_i(k, 0), kir_const_i(k, 0)));
+  } else {
+    if (nkfull > 0) {
+      int kb = kir_for(k, nkfull, 0);
+      kir_e k0 = kir_imul(k, kir_var(k, kb), kc);
+      depth_block(&G, k0, kc, kir_bin(k, DF_OP_GT, kir_var(k, kb), kir_const_i(k, 0)));
+      kir_end(k);
+    }
+    if (krest > 0)
+      depth_block(&G, kir_const_i(k, nkfull * kc), krest,
+                  kir_bin(k, DF_OP_GT, kir_const_i(k, nkfull), kir_const_i(k, 0)));
+  }
+  kir_end(k);
+  if (kir_verify(k, err)) {
+    kir_free(k);
+    return NULL;
+  }
+  return k;
+}
