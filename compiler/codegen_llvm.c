@@ -65,6 +65,16 @@ const char *df_llvm_target_description(void) {
   return target_desc;
 }
 
+int df_llvm_host_has(const char *feature) {
+  pthread_once(&init_once, init_llvm);
+  char want[64];
+  snprintf(want, sizeof want, "+%s", feature);
+  size_t n = strlen(want);
+  for (const char *p = host_features; p && (p = strstr(p, want)); p += n)
+    if (p[n] == ',' || p[n] == '\0') return 1;
+  return 0;
+}
+
 /* A target machine for the host: generic x86-64 scheduling, the host's
 ** real features (LLVM 14 does not know every CPU by name). */
 static LLVMTargetMachineRef host_tm(df_err *err) {
@@ -360,6 +370,9 @@ static LLVMValueRef splat(LLVMBuilderRef b, unsigned n, LLVMValueRef v) {
 static int emit_tile_dot(emit *E, const kir_tile *t, df_err *err) {
   LLVMContextRef ctx = E->ctx;
   LLVMBuilderRef b = E->b;
+  int pairs = t->kind == KT_BF16_PAIRS;
+  if (pairs && !df_llvm_host_has("avx512bf16"))
+    return df_err_set(err, DF_EUNSUPPORTED, "llvm: %s: this CPU has no AVX512-BF16 dot products", E->k->name);
   if (t->nr % TILE_W || t->mr * (t->nr / TILE_W) > TILE_MAX_REGS)
     return df_err_set(err, DF_EUNSUPPORTED, "llvm: %s: a %lldx%lld TILE_DOT (nr a multiple of %d, at most %d vectors)",
                       E->k->name, (long long)t->mr, (long long)t->nr, TILE_W, TILE_MAX_REGS);
@@ -367,6 +380,9 @@ static int emit_tile_dot(emit *E, const kir_tile *t, df_err *err) {
   LLVMTypeRef i64 = LLVMInt64TypeInContext(ctx), i32 = LLVMInt32TypeInContext(ctx);
   LLVMTypeRef f32 = LLVMFloatTypeInContext(ctx), v16 = LLVMVectorType(f32, TILE_W);
   LLVMTypeRef pv16 = LLVMPointerType(v16, 0);
+  LLVMTypeRef vi32 = LLVMVectorType(i32, TILE_W), pvi32 = LLVMPointerType(vi32, 0);
+  LLVMTypeRef i16 = LLVMInt16TypeInContext(ctx);
+  int w = pairs ? 2 : 1; /* elements of A and B per step and column */
   LLVMValueRef a0 = ex(E, t->a), b0 = ex(E, t->b), c0 = ex(E, t->c), nvalid = ex(E, t->n_valid);
   LLVMValueRef accf = to_bool(E, ex(E, t->acc), E->k->exprs[t->acc].dtype);
   LLVMValueRef zero = LLVMConstNull(v16), al4 = LLVMConstInt(i32, 4, 0);
@@ -398,20 +414,32 @@ static int emit_tile_dot(emit *E, const kir_tile *t, df_err *err) {
     LLVMValueRef bv[TILE_MAX_REGS];
     LLVMValueRef boff = LLVMBuildAdd(b, b0, LLVMBuildMul(b, p, LLVMConstInt(i64, (unsigned long long)t->b_k, 0), ""), "");
     for (int v = 0; v < nv; v++) {
-      LLVMValueRef o = LLVMBuildAdd(b, boff, LLVMConstInt(i64, (unsigned long long)(v * TILE_W), 0), "");
-      LLVMValueRef q = LLVMBuildBitCast(b, LLVMBuildInBoundsGEP2(b, f32, E->bufs[t->b_buf], &o, 1, ""), pv16, "");
-      bv[v] = LLVMBuildLoad2(b, v16, q, "");
+      LLVMValueRef o = LLVMBuildAdd(b, boff, LLVMConstInt(i64, (unsigned long long)(v * TILE_W * w), 0), "");
+      LLVMValueRef q = LLVMBuildInBoundsGEP2(b, pairs ? i16 : f32, E->bufs[t->b_buf], &o, 1, "");
+      q = LLVMBuildBitCast(b, q, pairs ? pvi32 : pv16, "");
+      bv[v] = LLVMBuildLoad2(b, pairs ? vi32 : v16, q, "");
       LLVMSetAlignment(bv[v], 4);
     }
     LLVMValueRef aoff = LLVMBuildAdd(b, a0, LLVMBuildMul(b, p, LLVMConstInt(i64, (unsigned long long)t->a_k, 0), ""), "");
     LLVMValueRef next[TILE_MAX_REGS];
     for (int i = 0; i < mr; i++) {
       LLVMValueRef o = LLVMBuildAdd(b, aoff, LLVMConstInt(i64, (unsigned long long)(i * t->a_m), 0), "");
-      LLVMValueRef av = LLVMBuildLoad2(b, f32, LLVMBuildInBoundsGEP2(b, f32, E->bufs[t->a_buf], &o, 1, ""), "");
+      LLVMValueRef ap = LLVMBuildInBoundsGEP2(b, pairs ? i16 : f32, E->bufs[t->a_buf], &o, 1, "");
+      if (pairs) ap = LLVMBuildBitCast(b, ap, LLVMPointerType(i32, 0), ""); /* the pair as one 32-bit lane */
+      LLVMValueRef av = LLVMBuildLoad2(b, pairs ? i32 : f32, ap, "");
+      if (pairs) LLVMSetAlignment(av, 2);
       LLVMValueRef sp = splat(b, TILE_W, av);
       for (int v = 0; v < nv; v++) {
-        LLVMValueRef args[3] = {sp, bv[v], phis[i * nv + v]};
-        next[i * nv + v] = intrinsic(E, "llvm.fmuladd", v16, args, 3);
+        if (pairs) {
+          static const char dp[] = "llvm.x86.avx512bf16.dpbf16ps.512";
+          unsigned id = LLVMLookupIntrinsicID(dp, sizeof dp - 1);
+          LLVMValueRef f = LLVMGetIntrinsicDeclaration(E->mod, id, NULL, 0);
+          LLVMValueRef args[3] = {phis[i * nv + v], sp, bv[v]};
+          next[i * nv + v] = LLVMBuildCall2(b, LLVMIntrinsicGetType(ctx, id, NULL, 0), f, args, 3, "");
+        } else {
+          LLVMValueRef args[3] = {sp, bv[v], phis[i * nv + v]};
+          next[i * nv + v] = intrinsic(E, "llvm.fmuladd", v16, args, 3);
+        }
       }
     }
     LLVMValueRef p1 = LLVMBuildAdd(b, p, LLVMConstInt(i64, 1, 0), "");
@@ -1325,6 +1353,10 @@ int df_llvm_available(df_err *err) {
   return 0;
 }
 const char *df_llvm_target_description(void) { return "no llvm"; }
+int df_llvm_host_has(const char *feature) {
+  (void)feature;
+  return 0;
+}
 df_llvm_jit *df_llvm_compile(kir_kernel *const *ks, int n, const char *dump_dir, df_cache *cache,
                              df_llvm_stats *stats, df_err *err) {
   df_llvm_available(err);

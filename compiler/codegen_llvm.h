@@ -67,5 +67,7 @@ void df_llvm_free(df_llvm_jit *j);
 
 /* "llvm 14.0.6; x86-64 +avx512f,..." for reports and cache keys. */
 const char *df_llvm_target_description(void);
+/* Whether the host CPU has an LLVM feature ("avx512bf16"). */
+int df_llvm_host_has(const char *feature);
 
 #endif

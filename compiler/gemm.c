@@ -7,7 +7,7 @@
 
 #include <stdio.h>
 
-const df_gemm_params df_gemm_default = {12, 32, 256, 384, 192};
+const df_gemm_params df_gemm_default = {12, 32, 256, 384, 192, 0};
 
 /* An i64 expression: a / c and a % c for a constant c > 0. */
 static kir_e idiv(kir_kernel *k, kir_e a, int64_t c) {
@@ -22,7 +22,7 @@ typedef struct gemm {
   kir_kernel *k;
   int ta, tb;
   int64_t M, N, K, nc, mc;
-  int mr, nr;
+  int mr, nr, bf16;
   kir_e abase, bbase, cbase, n0; /* offsets of this parallel item's matrices; its first column */
 } gemm;
 
@@ -35,18 +35,24 @@ static void row_block(gemm *G, kir_e k0, int64_t depth, kir_e acc, kir_e r0, int
   int64_t mr = G->mr, groups = (rows + mr - 1) / mr, nblk = G->nc / G->nr;
   /* pack: apanel[(ir * depth + kk) * mr + ii] = A[r0 + ir * mr + ii, k0 + kk]; the
   ** innermost loop runs along A's memory (k, or the rows when transposed) */
+  /* bf16: the depth in pairs, each row's pair adjacent (zero past the block) */
+  int64_t steps = G->bf16 ? (depth + 1) / 2 : depth, w = G->bf16 ? 2 : 1;
   int ir = kir_for(k, groups, 0);
-  int o1 = kir_for(k, G->ta ? depth : mr, 0);
-  int o2 = kir_for(k, G->ta ? mr : depth, 0);
+  int o1 = kir_for(k, G->ta ? steps * w : mr, 0);
+  int o2 = kir_for(k, G->ta ? mr : steps * w, 0);
   int ii = G->ta ? o2 : o1, kk = G->ta ? o1 : o2;
   kir_e local = kir_iadd(k, kir_imul(k, kir_var(k, ir), mr), kir_var(k, ii));
   kir_e inside = kir_bin(k, DF_OP_LT, local, kir_const_i(k, rows));
+  if (steps * w > depth)
+    inside = kir_bin(k, DF_OP_MUL, kir_cast(k, DF_I64, inside),
+                     kir_cast(k, DF_I64, kir_bin(k, DF_OP_LT, kir_var(k, kk), kir_const_i(k, depth))));
   kir_e row = kir_bin(k, DF_OP_MIN, kir_iadd(k, r0, local), kir_const_i(k, G->M - 1));
-  kir_e kx = kir_iadd(k, k0, kir_var(k, kk));
+  kir_e kx = kir_iadd(k, k0, kir_bin(k, DF_OP_MIN, kir_var(k, kk), kir_const_i(k, depth - 1)));
   kir_e ai = G->ta ? kir_iadd(k, kir_imul(k, kx, G->M), row) : kir_iadd(k, kir_imul(k, row, G->K), kx);
   kir_e val = kir_select(k, inside, kir_load(k, A, kir_iadd(k, G->abase, ai)), kir_const_f(k, DF_F32, 0.0));
-  kir_e qi = kir_iadd(k, kir_imul(k, kir_iadd(k, kir_imul(k, kir_var(k, ir), depth), kir_var(k, kk)), mr),
-                      kir_var(k, ii));
+  kir_e step = G->bf16 ? idiv(k, kir_var(k, kk), 2) : kir_var(k, kk);
+  kir_e qi = kir_iadd(k, kir_imul(k, kir_iadd(k, kir_imul(k, kir_var(k, ir), steps), step), mr), kir_var(k, ii));
+  if (G->bf16) qi = kir_iadd(k, kir_imul(k, qi, 2), imod(k, kir_var(k, kk), 2));
   kir_store(k, Q, qi, val);
   kir_end(k);
   kir_end(k);
@@ -59,9 +65,10 @@ static void row_block(gemm *G, kir_e k0, int64_t depth, kir_e acc, kir_e r0, int
     int64_t m = part ? rest : mr, count = part ? 1 : full;
     if (m == 0 || count == 0) continue;
     kir_e g = part ? kir_const_i(k, full) : kir_var(k, kir_for(k, count, 0));
-    kir_tile t = {Q, P, C, 0, 0, 0, 0, 0, m, G->nr, depth, 1, mr, G->nr, G->N};
-    t.a = kir_imul(k, g, depth * mr);
-    t.b = kir_imul(k, kir_var(k, j), depth * G->nr);
+    kir_tile t = {Q, P, C, 0, 0, 0, 0, 0, m, G->nr, steps, w, mr * w, G->nr * w, G->N,
+                  G->bf16 ? KT_BF16_PAIRS : KT_F32};
+    t.a = kir_imul(k, g, steps * mr * w);
+    t.b = kir_imul(k, kir_var(k, j), steps * G->nr * w);
     t.c = kir_iadd(k, G->cbase, kir_iadd(k, kir_imul(k, kir_iadd(k, r0, kir_imul(k, g, mr)), G->N), c0));
     t.acc = acc;
     t.n_valid = kir_bin(k, DF_OP_SUB, kir_const_i(k, G->N), c0);
@@ -78,18 +85,23 @@ static void depth_block(gemm *G, kir_e k0, int64_t depth, kir_e acc) {
   const int B = 1, P = 3;
   int64_t nblk = G->nc / G->nr;
   /* pack: panel[(jr * depth + kk) * nr + jj] = B[k0 + kk, n0 + jr * nr + jj] (0 past N) */
+  int64_t steps = G->bf16 ? (depth + 1) / 2 : depth, w = G->bf16 ? 2 : 1;
   int jr = kir_for(k, nblk, 0);
-  int o1 = kir_for(k, G->tb ? G->nr : depth, 0); /* the innermost loop runs along B's memory */
-  int o2 = kir_for(k, G->tb ? depth : G->nr, 0);
+  int o1 = kir_for(k, G->tb ? G->nr : steps * w, 0); /* the innermost loop runs along B's memory */
+  int o2 = kir_for(k, G->tb ? steps * w : G->nr, 0);
   int kk = G->tb ? o2 : o1, jj = G->tb ? o1 : o2;
   kir_e col = kir_iadd(k, G->n0, kir_iadd(k, kir_imul(k, kir_var(k, jr), G->nr), kir_var(k, jj)));
   kir_e inside = kir_bin(k, DF_OP_LT, col, kir_const_i(k, G->N));
+  if (steps * w > depth)
+    inside = kir_bin(k, DF_OP_MUL, kir_cast(k, DF_I64, inside),
+                     kir_cast(k, DF_I64, kir_bin(k, DF_OP_LT, kir_var(k, kk), kir_const_i(k, depth))));
   kir_e colc = kir_bin(k, DF_OP_MIN, col, kir_const_i(k, G->N - 1));
-  kir_e row = kir_iadd(k, k0, kir_var(k, kk));
+  kir_e row = kir_iadd(k, k0, kir_bin(k, DF_OP_MIN, kir_var(k, kk), kir_const_i(k, depth - 1)));
   kir_e bi = G->tb ? kir_iadd(k, kir_imul(k, colc, G->K), row) : kir_iadd(k, kir_imul(k, row, G->N), colc);
   kir_e val = kir_select(k, inside, kir_load(k, B, kir_iadd(k, G->bbase, bi)), kir_const_f(k, DF_F32, 0.0));
-  kir_e pi = kir_iadd(k, kir_imul(k, kir_iadd(k, kir_imul(k, kir_var(k, jr), depth), kir_var(k, kk)), G->nr),
-                      kir_var(k, jj));
+  kir_e step = G->bf16 ? idiv(k, kir_var(k, kk), 2) : kir_var(k, kk);
+  kir_e pi = kir_iadd(k, kir_imul(k, kir_iadd(k, kir_imul(k, kir_var(k, jr), steps), step), G->nr), kir_var(k, jj));
+  if (G->bf16) pi = kir_iadd(k, kir_imul(k, pi, 2), imod(k, kir_var(k, kk), 2));
   kir_store(k, P, pi, val);
   kir_end(k);
   kir_end(k);
@@ -124,6 +136,7 @@ kir_kernel *df_gemm_kernel(const df_graph *g, const df_node *n, const df_gemm_pa
   G.N = n->shape[nb + 1];
   G.K = a->shape[a->ndim - 1 - G.ta];
   G.mr = prm->mr;
+  G.bf16 = prm->bf16;
   int64_t mc_round = prm->mc / prm->mr * prm->mr;
   G.nr = prm->nr;
   int64_t batches = 1;
@@ -144,8 +157,8 @@ kir_kernel *df_gemm_kernel(const df_graph *g, const df_node *n, const df_gemm_pa
   G.nc = (tiles + nj - 1) / nj * G.nr;
   nj = (tiles * G.nr + G.nc - 1) / G.nc;
   char name[96];
-  snprintf(name, sizeof name, "gemm_%s%s_%lldx%lldx%lld_f32", G.ta ? "t" : "n", G.tb ? "t" : "n", (long long)G.M,
-           (long long)G.N, (long long)G.K);
+  snprintf(name, sizeof name, "gemm_%s%s_%lldx%lldx%lld_%s", G.ta ? "t" : "n", G.tb ? "t" : "n", (long long)G.M,
+           (long long)G.N, (long long)G.K, G.bf16 ? "bf16dot" : "f32");
   kir_kernel *k = G.k = kir_new(name);
   if (!k) {
     df_err_set(err, DF_ENOMEM, "gemm: out of memory");
@@ -155,9 +168,11 @@ kir_kernel *df_gemm_kernel(const df_graph *g, const df_node *n, const df_gemm_pa
   kir_add_buf(k, DF_F32, df_shape_numel(a->ndim, a->shape), KB_GLOBAL, KB_IN);
   kir_add_buf(k, DF_F32, df_shape_numel(b->ndim, b->shape), KB_GLOBAL, KB_IN);
   kir_add_buf(k, DF_F32, df_shape_numel(n->ndim, n->shape), KB_GLOBAL, KB_OUT);
-  kir_add_buf(k, DF_F32, (kc > 0 ? kc : 1) * G.nc, KB_SCRATCH, 0);
+  df_dtype pt = G.bf16 ? DF_BF16 : DF_F32;
+  int64_t kcp = kc > 0 ? (G.bf16 ? (kc + 1) / 2 * 2 : kc) : 1;
+  kir_add_buf(k, pt, kcp * G.nc, KB_SCRATCH, 0);
   G.mc = G.M < mc_round ? (G.M > 0 ? G.M : 1) : mc_round;
-  kir_add_buf(k, DF_F32, (kc > 0 ? kc : 1) * ((G.mc + G.mr - 1) / G.mr * G.mr), KB_SCRATCH, 0);
+  kir_add_buf(k, pt, kcp * ((G.mc + G.mr - 1) / G.mr * G.mr), KB_SCRATCH, 0);
   int t = kir_for(k, batches * nj, KF_PARALLEL);
   kir_e item = kir_var(k, t);
   kir_e bt = idiv(k, item, nj), jc = imod(k, item, nj);

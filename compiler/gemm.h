@@ -26,6 +26,8 @@ typedef struct df_gemm_params {
   int kc;      /* depth of a packed panel */
   int nc_max;  /* the widest block of columns a thread packs */
   int mc;      /* rows of A packed at a time (rounded down to mr's multiple) */
+  int bf16;    /* 1: the packed panels in bfloat16, AVX512-BF16 dot products
+               ** (float32 sums; the optional bf16 mode) */
 } df_gemm_params;
 
 /* The defaults: 12 x 32 tiles (24 accumulators of 16 floats), kc 256,

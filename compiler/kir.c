@@ -285,9 +285,10 @@ int kir_verify(const kir_kernel *k, df_err *err) {
                t->c_buf >= 0 && t->c_buf < k->nbufs && t->mr > 0 && t->nr > 0 && t->depth >= 0;
       for (int b = 0; ok && b < 3; b++) {
         int bb = b == 0 ? t->a_buf : b == 1 ? t->b_buf : t->c_buf;
-        ok = k->bufs[bb].dtype == DF_F32;
+        ok = k->bufs[bb].dtype == (b < 2 && t->kind == KT_BF16_PAIRS ? DF_BF16 : DF_F32);
       }
-      if (!ok) return df_err_set(err, DF_EINVAL, "%s: bad TILE_DOT at %d (float32 buffers)", k->name, i);
+      if (!ok || (t->kind != KT_F32 && t->kind != KT_BF16_PAIRS))
+        return df_err_set(err, DF_EINVAL, "%s: bad TILE_DOT at %d (its kind's buffer dtypes)", k->name, i);
     }
   }
   if (depth != 0) return df_err_set(err, DF_EINVAL, "%s: %d unclosed FOR", k->name, depth);
@@ -318,7 +319,7 @@ uint64_t kir_hash(const kir_kernel *k) {
   for (int i = 0; i < k->ntiles; i++) {
     const kir_tile *t = &k->tiles[i];
     H(t->a_buf), H(t->b_buf), H(t->c_buf), H(t->a), H(t->b), H(t->c), H(t->acc), H(t->n_valid);
-    H(t->mr), H(t->nr), H(t->depth), H(t->a_m), H(t->a_k), H(t->b_k), H(t->c_m);
+    H(t->mr), H(t->nr), H(t->depth), H(t->a_m), H(t->a_k), H(t->b_k), H(t->c_m), H(t->kind);
   }
   return h;
 }
@@ -389,7 +390,8 @@ void kir_print(const kir_kernel *k, FILE *f) {
       break;
     case KS_TILE_DOT: {
       const kir_tile *t = &k->tiles[s->var];
-      fprintf(f, "tile_dot %" PRId64 "x%" PRId64 " depth %" PRId64 ": b%d[", t->mr, t->nr, t->depth, t->c_buf);
+      fprintf(f, "tile_dot%s %" PRId64 "x%" PRId64 " depth %" PRId64 ": b%d[", t->kind == KT_BF16_PAIRS ? "_bf16_pairs" : "",
+              t->mr, t->nr, t->depth, t->c_buf);
       print_expr(k, t->c, f);
       fprintf(f, " + i*%" PRId64 " + j] (j < ", t->c_m);
       print_expr(k, t->n_valid, f);

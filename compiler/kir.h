@@ -33,6 +33,10 @@
 ** where a, b, c and acc are expressions (acc a bool: accumulate into C),
 ** the rest constants, and only the columns j < n_valid (an expression,
 ** at most nr) of C are read or written.  The sum runs in the order p.
+** Kind KT_BF16_PAIRS (AVX512-BF16 dot products): A and B are bfloat16
+** and each step p takes a pair of depths, A's pair at a + i*a_m + p*a_k
+** (2 adjacent elements) and B's at b + p*b_k + 2j:
+**     sum_p A[.]*B[.] + A[. + 1]*B[. + 1]   (products in float32).
 ** SCRATCH buffers are not passed in: the kernel allocates them (per call
 ** of its range on a CPU), so the runtime gives only the GLOBAL ones, which
 ** come first.
@@ -78,11 +82,14 @@ typedef struct kir_stmt {
 } kir_stmt;
 
 /* A TILE_DOT's operands (see the head comment). */
+enum { KT_F32 = 0, KT_BF16_PAIRS = 1 };
+
 typedef struct kir_tile {
   int32_t a_buf, b_buf, c_buf;
   kir_e a, b, c, acc, n_valid; /* i64 offsets; acc bool; n_valid i64 */
   int64_t mr, nr, depth;
   int64_t a_m, a_k, b_k, c_m;
+  int kind;                    /* KT_F32 or KT_BF16_PAIRS */
 } kir_tile;
 
 typedef struct kir_buf {

@@ -75,6 +75,14 @@ static val convert(val v, df_dtype from, df_dtype to) {
   return r;
 }
 
+/* A bfloat16 (its bits) as a float. */
+static float bf16f(uint16_t h) {
+  uint32_t u = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
 static int truthy(val v, df_dtype t) { return is_f(t) ? (v.f != 0 || isnan(v.f)) : v.i != 0; }
 
 static int out_of_range(interp *I, int b, int64_t idx, const char *what) {
@@ -244,12 +252,15 @@ static void run(interp *I, int a, int b) {
       int64_t a = ev(I, t->a).i, b = ev(I, t->b).i, c = ev(I, t->c).i, nv = ev(I, t->n_valid).i;
       int acc = truthy(ev(I, t->acc), k->exprs[t->acc].dtype);
       const float *A = I->bufs[t->a_buf], *B = I->bufs[t->b_buf];
+      const uint16_t *A16 = I->bufs[t->a_buf], *B16 = I->bufs[t->b_buf];
+      int pairs = t->kind == KT_BF16_PAIRS, w = pairs ? 2 : 1; /* elements per step */
       float *C = I->bufs[t->c_buf];
       if (nv > t->nr) nv = t->nr;
       for (int64_t i = 0; i < t->mr && I->rc == 0; i++)
         for (int64_t j = 0; j < nv && I->rc == 0; j++) {
           int64_t ci = c + i * t->c_m + j;
-          int64_t alast = a + i * t->a_m + (t->depth - 1) * t->a_k, blast = b + (t->depth - 1) * t->b_k + j;
+          int64_t alast = a + i * t->a_m + (t->depth - 1) * t->a_k + w - 1,
+                  blast = b + (t->depth - 1) * t->b_k + w * j + w - 1;
           if (ci < 0 || ci >= k->bufs[t->c_buf].numel) out_of_range(I, t->c_buf, ci, "tile store");
           else if (t->depth > 0 && (a + i * t->a_m < 0 || alast < 0 || alast >= k->bufs[t->a_buf].numel))
             out_of_range(I, t->a_buf, alast, "tile load");
@@ -257,7 +268,15 @@ static void run(interp *I, int a, int b) {
             out_of_range(I, t->b_buf, blast, "tile load");
           if (I->rc) break;
           float sum = acc ? C[ci] : 0.0f;
-          for (int64_t p = 0; p < t->depth; p++) sum = fmaf(A[a + i * t->a_m + p * t->a_k], B[b + p * t->b_k + j], sum);
+          if (pairs) {
+            for (int64_t p = 0; p < t->depth; p++) {
+              int64_t ai = a + i * t->a_m + p * t->a_k, bi = b + p * t->b_k + 2 * j;
+              sum += bf16f(A16[ai]) * bf16f(B16[bi]) + bf16f(A16[ai + 1]) * bf16f(B16[bi + 1]);
+            }
+          } else {
+            for (int64_t p = 0; p < t->depth; p++)
+              sum = fmaf(A[a + i * t->a_m + p * t->a_k], B[b + p * t->b_k + j], sum);
+          }
           C[ci] = sum;
         }
       break;

@@ -27,6 +27,7 @@
 #include "compiler/codegen_cuda.h"
 #include "runtime/nvrtc.h"
 #include "runtime/device.h"
+#include "compiler/codegen_llvm.h"
 #include "runtime/json.h"
 #include "runtime/pth.h"
 #include "runtime/pool.h"
@@ -1096,12 +1097,18 @@ static int l_plan_sync(lua_State *L) {
   return 1;
 }
 
-/* core.set_gemm("blas" | "generated") -> the previous mode: the cpu
-** device's float32 products in plans compiled from now on. */
+/* core.set_gemm("blas" | "generated" | "bf16") -> the previous mode: the
+** cpu device's float32 products in plans compiled from now on ("bf16":
+** an error on a CPU without AVX512-BF16). */
 static int l_set_gemm(lua_State *L) {
-  static const char *const modes[] = {"blas", "generated", NULL};
+  static const char *const modes[] = {"blas", "generated", "bf16", NULL};
   int prev = df_cpu_gemm();
-  if (!lua_isnoneornil(L, 1)) df_cpu_set_gemm(luaL_checkoption(L, 1, NULL, modes));
+  if (!lua_isnoneornil(L, 1)) {
+    int m = luaL_checkoption(L, 1, NULL, modes);
+    if (m == DF_GEMM_BF16 && !df_llvm_host_has("avx512bf16"))
+      return luaL_error(L, "set_gemm: this CPU has no AVX512-BF16 dot products (the bf16 mode needs them)");
+    df_cpu_set_gemm(m);
+  }
   lua_pushstring(L, modes[prev]);
   return 1;
 }

@@ -64,9 +64,21 @@ void df_cpu_set_gemm(int mode) { gemm_mode = mode; }
 int df_cpu_gemm(void) {
   if (gemm_mode < 0) {
     const char *e = getenv("DFERC_GEMM");
-    gemm_mode = e && strcmp(e, "generated") == 0 ? DF_GEMM_GENERATED : DF_GEMM_BLAS;
+    gemm_mode = !e ? DF_GEMM_BLAS : strcmp(e, "generated") == 0 ? DF_GEMM_GENERATED
+              : strcmp(e, "bf16") == 0 ? DF_GEMM_BF16 : DF_GEMM_BLAS;
   }
   return gemm_mode;
+}
+
+/* The generated GEMM's tile sizes: the defaults, or $DFERC_GEMM_TILES
+** "mr,nr,kc,nc,mc" (for measuring others). */
+static const df_gemm_params *gemm_params(int bf16) {
+  static df_gemm_params prm;
+  const char *e = getenv("DFERC_GEMM_TILES");
+  prm = df_gemm_default;
+  prm.bf16 = bf16;
+  if (e) sscanf(e, "%d,%d,%d,%d,%d", &prm.mr, &prm.nr, &prm.kc, &prm.nc_max, &prm.mc);
+  return &prm;
 }
 
 static df_plan *cpu_compile(const df_graph *g, const df_node_id *outputs, int n_out, df_err *err) {
@@ -91,13 +103,13 @@ static df_plan *cpu_compile(const df_graph *g, const df_node_id *outputs, int n_
     df_err_set(err, DF_ENOMEM, "cpu: out of memory");
     return NULL;
   }
-  int gen = df_cpu_gemm() == DF_GEMM_GENERATED;
+  int gen = df_cpu_gemm() != DF_GEMM_BLAS, bf16 = df_cpu_gemm() == DF_GEMM_BF16;
   for (int i = 0; i < p->s->nsteps; i++) {
     df_step *st = &p->s->steps[i];
     if (st->kind == DF_STEP_KERNEL) ks[nk++] = st->kernel;
     const df_node *mm = st->kind == DF_STEP_MATMUL ? df_graph_node(g, st->node) : NULL;
     if (gen && mm && mm->dtype == DF_F32) {
-      p->gemm[i] = df_gemm_kernel(g, mm, NULL, err);
+      p->gemm[i] = df_gemm_kernel(g, mm, gemm_params(bf16), err);
       if (!p->gemm[i]) {
         free(ks);
         cpu_plan_free(p);

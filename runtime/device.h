@@ -107,10 +107,12 @@ extern const df_device df_device_ref;
 extern const df_device df_device_cpu;
 extern const df_device df_device_cuda; /* builds with the CUDA headers (DFERC_HAVE_CUDA) */
 
-/* The cpu device's float32 products: OpenBLAS (the default) or the
-** generated GEMM of compiler/gemm (DFERC_GEMM=generated); for plans
+/* The cpu device's float32 products: OpenBLAS (the default), the
+** generated GEMM of compiler/gemm (DFERC_GEMM=generated), or that GEMM
+** with bfloat16 operands and float32 sums (DFERC_GEMM=bf16: the optional
+** bf16 mode, on CPUs with AVX512-BF16; not exact to float32); for plans
 ** compiled after the call. */
-enum { DF_GEMM_BLAS = 0, DF_GEMM_GENERATED = 1 };
+enum { DF_GEMM_BLAS = 0, DF_GEMM_GENERATED = 1, DF_GEMM_BF16 = 2 };
 void df_cpu_set_gemm(int mode);
 int df_cpu_gemm(void);
 

@@ -74,6 +74,35 @@ T.test("generated_gemm_runs_twice_and_with_gradients", function()
   end
 end)
 
+T.test("bf16_mode_products_to_bfloat16_precision", function()
+  -- bfloat16 operands (8 significant bits), float32 sums: relative error
+  -- of a few 1e-3 on random data -- and not zero, which would mean the
+  -- float32 path ran instead
+  local ok = pcall(core.set_gemm, "bf16")
+  if not ok then
+    T.skip("this CPU has no AVX512-BF16")
+    return
+  end
+  core.set_gemm("blas")
+  for _, c in ipairs(CASES) do
+    local g, y, feeds = product(c[1], c[2], c[3])
+    local want = assert(assert(core.compile(g, {y}, "ref")):run(feeds))[1]
+    local prev = core.set_gemm("bf16")
+    local plan, err = core.compile(g, {y}, "cpu")
+    core.set_gemm(prev)
+    T.ok(plan, err)
+    local got = assert(plan:run(feeds))[1]
+    local rel, abs = df.compare(got, want)
+    local name = table.concat(c[1], "x") .. " . " .. table.concat(c[2], "x")
+    local depth = (c[3] and c[3].ta) and c[1][#c[1] - 1] or c[1][#c[1]]
+    if depth == 0 then
+      T.ok(abs == 0, name .. ": an empty depth gives zeros")
+    else
+      T.ok(rel < 1e-2 and rel > 1e-5, name .. ": relative error " .. rel)
+    end
+  end
+end)
+
 T.test("set_gemm_reports_and_checks_the_mode", function()
   local prev = core.set_gemm()
   T.ok(prev == "blas" or prev == "generated", tostring(prev))
