@@ -754,8 +754,9 @@ done:
   c->last_rc = 0;
 }
 
+/* count: 2 hits and misses, 1 hits only (probe), 0 nothing (peek). */
 static int get_once(df_cache *c, const char *const key[DF_CACHE_NKEY], df_cache_entry *out,
-                    int count_miss, df_err *err) {
+                    int count, df_err *err) {
   sqlite3_stmt *st;
   if (prep(c, &st,
            "SELECT e.id, e.size, e.checksum, e.config, e.times, b.data, e.created, e.used, e.hits "
@@ -787,15 +788,15 @@ static int get_once(df_cache *c, const char *const key[DF_CACHE_NKEY], df_cache_
   }
   sqlite3_finalize(st);
   if (r) return r;
-  if (hit || count_miss) count_lookup(c, id, hit);
+  if ((hit && count >= 1) || count == 2) count_lookup(c, id, hit);
   return hit;
 }
 
-static int get_impl(df_cache *c, const df_cache_key *k, df_cache_entry *out, int count_miss, df_err *err) {
+static int get_impl(df_cache *c, const df_cache_key *k, df_cache_entry *out, int count, df_err *err) {
   memset(out, 0, sizeof *out);
   if (check_key(k, err)) return DF_EINVAL;
   if (c->mode == DF_CACHE_MODE_DISABLED) {
-    if (count_miss) c->run_misses++;
+    if (count == 2) c->run_misses++;
     return 0;
   }
   if (no_db(c, err)) return DF_EIO;
@@ -803,7 +804,7 @@ static int get_impl(df_cache *c, const df_cache_key *k, df_cache_entry *out, int
   key_array(k, key);
   df_err e = {0};
   c->last_rc = 0;
-  int r = get_once(c, key, out, count_miss, &e);
+  int r = get_once(c, key, out, count, &e);
   if (r < 0 && is_corrupt(c->last_rc)) {
     df_err e2 = {0};
     if (recover(c, e.msg, &e2)) return df_err_set(err, e2.code, "%s", e2.msg);
@@ -811,16 +812,20 @@ static int get_impl(df_cache *c, const df_cache_key *k, df_cache_entry *out, int
   } else if (r < 0) {
     return df_err_set(err, e.code, "%s", e.msg);
   }
-  if (r == 1) c->run_hits++;
-  else if (count_miss) c->run_misses++;
+  if (r == 1 && count >= 1) c->run_hits++;
+  else if (r != 1 && count == 2) c->run_misses++;
   return r;
 }
 
 int df_cache_get(df_cache *c, const df_cache_key *k, df_cache_entry *out, df_err *err) {
-  return get_impl(c, k, out, 1, err);
+  return get_impl(c, k, out, 2, err);
 }
 
 int df_cache_probe(df_cache *c, const df_cache_key *k, df_cache_entry *out, df_err *err) {
+  return get_impl(c, k, out, 1, err);
+}
+
+int df_cache_peek(df_cache *c, const df_cache_key *k, df_cache_entry *out, df_err *err) {
   return get_impl(c, k, out, 0, err);
 }
 

@@ -140,6 +140,10 @@ int df_cache_get(df_cache *c, const df_cache_key *k, df_cache_entry *out, df_err
 ** a kernel's tuned winner before any tuning; a hit counts as a hit. */
 int df_cache_probe(df_cache *c, const df_cache_key *k, df_cache_entry *out, df_err *err);
 
+/* The same, counting nothing: a look ahead at what a later get will find
+** (the cpu backend's parallel compile of the misses). */
+int df_cache_peek(df_cache *c, const df_cache_key *k, df_cache_entry *out, df_err *err);
+
 /* Store a value.  `blob` (`size` bytes; may be NULL when size is 0),
 ** `config` and `times` are copied (NULL is "").  Returns DF_CACHE_STORED,
 ** DF_CACHE_KEPT (a valid row of this key was already there and stays),

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #if DFERC_HAVE_LLVM
 
@@ -312,15 +313,21 @@ static int sums_only(const kir_kernel *k, int a, int b) {
 ** without fast-math flags, that the C API of LLVM 14 cannot set), and the
 ** configuration's interleave and unroll counts for a VECTOR loop. */
 static void loop_metadata(LLVMContextRef ctx, LLVMValueRef br, int vectorize, int interleave, int unroll) {
-  LLVMMetadataRef ops[4];
+  LLVMMetadataRef ops[5];
   int n = 0;
   LLVMMetadataRef tmp = LLVMTemporaryMDNode(ctx, NULL, 0);
   ops[n++] = tmp;
   LLVMTypeRef i1 = LLVMInt1TypeInContext(ctx), i32 = LLVMInt32TypeInContext(ctx);
-  if (vectorize) {
+  if (vectorize > 0) {
     LLVMMetadataRef kv[2] = {LLVMMDStringInContext2(ctx, "llvm.loop.vectorize.enable", 26),
                              LLVMValueAsMetadata(LLVMConstInt(i1, 1, 0))};
     ops[n++] = LLVMMDNodeInContext2(ctx, kv, 2);
+  } else if (vectorize < 0) { /* a SCALAR loop: neither vectorised nor unrolled */
+    LLVMMetadataRef kv[2] = {LLVMMDStringInContext2(ctx, "llvm.loop.vectorize.width", 25),
+                             LLVMValueAsMetadata(LLVMConstInt(i32, 1, 0))};
+    ops[n++] = LLVMMDNodeInContext2(ctx, kv, 2);
+    LLVMMetadataRef un = LLVMMDStringInContext2(ctx, "llvm.loop.unroll.disable", 24);
+    ops[n++] = LLVMMDNodeInContext2(ctx, &un, 1);
   }
   if (interleave > 0) {
     LLVMMetadataRef kv[2] = {LLVMMDStringInContext2(ctx, "llvm.loop.interleave.count", 26),
@@ -538,8 +545,8 @@ static int emit_kernel(LLVMContextRef ctx, LLVMModuleRef mod, const kir_kernel *
       LLVMBuildStore(E.b, LLVMBuildAdd(E.b, iv, LLVMConstInt(i64, 1, 0), ""), E.vars[L->var]);
       LLVMValueRef br = LLVMBuildBr(E.b, L->header);
       int vec = (L->flags & KF_VECTOR) != 0;
-      loop_metadata(ctx, br, (L->flags & KF_REDUCE) && sums_only(k, L->first + 1, si), vec ? cfg->interleave : 0,
-                    vec ? cfg->unroll : 0);
+      loop_metadata(ctx, br, (L->flags & KF_SCALAR) ? -1 : (L->flags & KF_REDUCE) && sums_only(k, L->first + 1, si),
+                    vec ? cfg->interleave : 0, vec ? cfg->unroll : 0);
       LLVMPositionBuilderAtEnd(E.b, L->exit);
       break;
     }
@@ -1165,6 +1172,119 @@ static void key_of(df_cache_key *key, const char *hex, const char *toolchain, co
   key->tuning = tuning;
 }
 
+/* Compiling the kernels that miss the cache on several threads: each
+** thread its own target machine (compile_object makes its own context);
+** results by kernel index, used by the serial loop in order. */
+typedef struct precompiled {
+  const df_tune_config *cfg; /* non-NULL: to compile with this */
+  unsigned char *bytes;
+  size_t size;
+  int rc;
+  df_err err;
+} precompiled;
+
+typedef struct precompile_job {
+  kir_kernel *const *ks;
+  precompiled *pre;
+  int n, next;
+  pthread_mutex_t mu;
+} precompile_job;
+
+static void *precompile_worker(void *arg) {
+  precompile_job *J = arg;
+  df_err terr = {0};
+  LLVMTargetMachineRef tm = host_tm(&terr);
+  for (;;) {
+    pthread_mutex_lock(&J->mu);
+    int i = J->next < J->n ? J->next++ : -1;
+    pthread_mutex_unlock(&J->mu);
+    if (i < 0) break;
+    precompiled *P = &J->pre[i];
+    if (!P->cfg) continue;
+    if (!tm) {
+      P->rc = df_err_set(&P->err, terr.code ? terr.code : DF_EUNSUPPORTED, "%s", terr.msg);
+      continue;
+    }
+    char sym[64];
+    symbol_of(J->ks[i], sym, sizeof sym);
+    LLVMMemoryBufferRef mb = NULL;
+    P->rc = compile_object(J->ks[i], sym, P->cfg, tm, NULL, &mb, &P->err);
+    if (P->rc == 0) {
+      P->size = LLVMGetBufferSize(mb);
+      P->bytes = malloc(P->size ? P->size : 1);
+      if (P->bytes) memcpy(P->bytes, LLVMGetBufferStart(mb), P->size);
+      else P->rc = df_err_set(&P->err, DF_ENOMEM, "llvm: out of memory");
+      LLVMDisposeMemoryBuffer(mb);
+    }
+  }
+  if (tm) LLVMDisposeTargetMachine(tm);
+  return NULL;
+}
+
+static int same_config(const df_tune_config *a, const df_tune_config *b) {
+  char x[64], y[64];
+  return strcmp(df_tune_format(a, x, sizeof x), df_tune_format(b, y, sizeof y)) == 0;
+}
+
+/* Which of ks the serial loop would compile with its default (or forced)
+** configuration -- not seen before in it, no stored winner, no cached
+** object -- compiled now, in parallel.  NULL when there is nothing to do
+** (or when compiling in order is wanted: dumps, the tuner's search). */
+static precompiled *precompile(kir_kernel *const *ks, int n, const df_llvm_options *o, df_tune_config *cfgs,
+                               const char *toolchain) {
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  int threads = cpus > 8 ? 8 : (int)cpus;
+  if (o->dump_dir || o->tune == DF_TUNE_SEARCH || threads < 2 || n < 2) return NULL;
+  precompiled *pre = calloc((size_t)n, sizeof *pre);
+  uint64_t *hs = calloc((size_t)n, sizeof *hs);
+  if (!pre || !hs) {
+    free(pre), free(hs);
+    return NULL;
+  }
+  int todo = 0;
+  for (int i = 0; i < n; i++) {
+    uint64_t h = kir_hash(ks[i]);
+    hs[i] = h;
+    int seen = 0;
+    for (int d = 0; d < i && !seen; d++) seen = hs[d] == h;
+    if (seen) continue;
+    if (o->force) cfgs[i] = *o->force;
+    else df_tune_default(ks[i], &cfgs[i]);
+    if (o->cache) {
+      char hex[24], tuning[64];
+      snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+      df_cache_key key;
+      df_cache_entry ent = {0};
+      if (!o->force) {
+        key_of(&key, hex, toolchain, DF_TUNE_WINNER_KEY);
+        int won = df_cache_peek(o->cache, &key, &ent, NULL) == 1;
+        df_cache_entry_free(&ent);
+        if (won) continue;
+      }
+      key_of(&key, hex, toolchain, df_tune_format(&cfgs[i], tuning, sizeof tuning));
+      int have = df_cache_peek(o->cache, &key, &ent, NULL) == 1;
+      df_cache_entry_free(&ent);
+      if (have) continue;
+    }
+    pre[i].cfg = &cfgs[i];
+    todo++;
+  }
+  free(hs);
+  if (todo < 2) {
+    free(pre);
+    return NULL;
+  }
+  if (threads > todo) threads = todo;
+  precompile_job J = {ks, pre, n, 0, PTHREAD_MUTEX_INITIALIZER};
+  pthread_t t[8];
+  int started = 0;
+  for (int i = 0; i < threads; i++)
+    if (pthread_create(&t[started], NULL, precompile_worker, &J) == 0) started++;
+  if (started == 0) precompile_worker(&J);
+  for (int i = 0; i < started; i++) pthread_join(t[i], NULL);
+  return pre;
+}
+
 df_llvm_jit *df_llvm_compile_with(kir_kernel *const *ks, int n, const df_llvm_options *o, df_llvm_stats *stats,
                                   df_err *err) {
   pthread_once(&init_once, init_llvm);
@@ -1194,6 +1314,8 @@ df_llvm_jit *df_llvm_compile_with(kir_kernel *const *ks, int n, const df_llvm_op
   }
   char toolchain[64];
   snprintf(toolchain, sizeof toolchain, "llvm %s", LLVM_VERSION_STRING);
+  df_tune_config *pre_cfg = rc == 0 ? calloc((size_t)n + 1, sizeof *pre_cfg) : NULL;
+  precompiled *pre = pre_cfg ? precompile(ks, n, o, pre_cfg, toolchain) : NULL;
   for (int i = 0; i < n && rc == 0; i++) {
     uint64_t h = kir_hash(ks[i]);
     int seen = 0;
@@ -1268,6 +1390,17 @@ df_llvm_jit *df_llvm_compile_with(kir_kernel *const *ks, int n, const df_llvm_op
         ent.blob = NULL;
         df_cache_entry_free(&ent);
         st.hits++;
+      } else if (pre && pre[i].cfg && same_config(pre[i].cfg, &cfg)) {
+        /* compiled on another thread above */
+        if ((rc = pre[i].rc)) {
+          df_err_set(err, rc, "%s", pre[i].err.msg);
+          break;
+        }
+        bytes = pre[i].bytes;
+        size = pre[i].size;
+        pre[i].bytes = NULL;
+        st.misses++;
+        if (cache) df_cache_put(cache, &key, bytes, size, ks[i]->name, "", NULL);
       } else {
         LLVMMemoryBufferRef mb = NULL;
         rc = compile_object(ks[i], sym, &cfg, tm, dump_dir, &mb, err);
@@ -1291,6 +1424,9 @@ df_llvm_jit *df_llvm_compile_with(kir_kernel *const *ks, int n, const df_llvm_op
     j->n++;
   }
   if (tm) LLVMDisposeTargetMachine(tm);
+  for (int i = 0; pre && i < n; i++) free(pre[i].bytes);
+  free(pre);
+  free(pre_cfg);
   df_tune_count(&cnt);
   if (cnt.searched + cnt.untunable > 0)
     fprintf(stderr, "dferc: tuned %lld kernels in %.1f s (%lld candidates, %lld rejected; %lld not searchable)%s\n",

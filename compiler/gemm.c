@@ -21,7 +21,7 @@ static kir_e imod(kir_kernel *k, kir_e a, int64_t c) {
 typedef struct gemm {
   kir_kernel *k;
   int ta, tb;
-  int64_t M, N, K, nc, mc;
+  int64_t M, N, K, nc, mc, nj;
   int mr, nr, bf16;
   kir_e abase, bbase, cbase, n0; /* offsets of this parallel item's matrices; its first column */
 } gemm;
@@ -39,17 +39,24 @@ static void row_block(gemm *G, kir_e k0, int64_t depth, kir_e acc, kir_e r0, int
   int64_t steps = G->bf16 ? (depth + 1) / 2 : depth, w = G->bf16 ? 2 : 1;
   int ir = kir_for(k, groups, 0);
   int o1 = kir_for(k, G->ta ? steps * w : mr, 0);
-  int o2 = kir_for(k, G->ta ? mr : steps * w, 0);
+  int o2 = kir_for(k, G->ta ? mr : steps * w, G->ta && !G->bf16 ? 0 : KF_SCALAR); /* strided stores: scalar */
   int ii = G->ta ? o2 : o1, kk = G->ta ? o1 : o2;
   kir_e local = kir_iadd(k, kir_imul(k, kir_var(k, ir), mr), kir_var(k, ii));
-  kir_e inside = kir_bin(k, DF_OP_LT, local, kir_const_i(k, rows));
-  if (steps * w > depth)
-    inside = kir_bin(k, DF_OP_MUL, kir_cast(k, DF_I64, inside),
-                     kir_cast(k, DF_I64, kir_bin(k, DF_OP_LT, kir_var(k, kk), kir_const_i(k, depth))));
-  kir_e row = kir_bin(k, DF_OP_MIN, kir_iadd(k, r0, local), kir_const_i(k, G->M - 1));
-  kir_e kx = kir_iadd(k, k0, kir_bin(k, DF_OP_MIN, kir_var(k, kk), kir_const_i(k, depth - 1)));
+  /* guards only where the block has padding: rows past M, depths past the block */
+  int pad_rows = rows % mr != 0, pad_depth = steps * w > depth;
+  kir_e inside = -1;
+  if (pad_rows) inside = kir_bin(k, DF_OP_LT, local, kir_const_i(k, rows));
+  if (pad_depth) {
+    kir_e dk = kir_bin(k, DF_OP_LT, kir_var(k, kk), kir_const_i(k, depth));
+    inside = inside < 0 ? dk : kir_bin(k, DF_OP_MUL, kir_cast(k, DF_I64, inside), kir_cast(k, DF_I64, dk));
+  }
+  kir_e row = kir_iadd(k, r0, local);
+  if (pad_rows) row = kir_bin(k, DF_OP_MIN, row, kir_const_i(k, G->M - 1));
+  kir_e kx = kir_iadd(k, k0, steps * w > depth ? kir_bin(k, DF_OP_MIN, kir_var(k, kk), kir_const_i(k, depth - 1))
+                                                 : kir_var(k, kk));
   kir_e ai = G->ta ? kir_iadd(k, kir_imul(k, kx, G->M), row) : kir_iadd(k, kir_imul(k, row, G->K), kx);
-  kir_e val = kir_select(k, inside, kir_load(k, A, kir_iadd(k, G->abase, ai)), kir_const_f(k, DF_F32, 0.0));
+  kir_e val = kir_load(k, A, kir_iadd(k, G->abase, ai));
+  if (inside >= 0) val = kir_select(k, inside, val, kir_const_f(k, DF_F32, 0.0));
   kir_e step = G->bf16 ? idiv(k, kir_var(k, kk), 2) : kir_var(k, kk);
   kir_e qi = kir_iadd(k, kir_imul(k, kir_iadd(k, kir_imul(k, kir_var(k, ir), steps), step), mr), kir_var(k, ii));
   if (G->bf16) qi = kir_iadd(k, kir_imul(k, qi, 2), imod(k, kir_var(k, kk), 2));
@@ -88,17 +95,23 @@ static void depth_block(gemm *G, kir_e k0, int64_t depth, kir_e acc) {
   int64_t steps = G->bf16 ? (depth + 1) / 2 : depth, w = G->bf16 ? 2 : 1;
   int jr = kir_for(k, nblk, 0);
   int o1 = kir_for(k, G->tb ? G->nr : steps * w, 0); /* the innermost loop runs along B's memory */
-  int o2 = kir_for(k, G->tb ? steps * w : G->nr, 0);
+  int o2 = kir_for(k, G->tb ? steps * w : G->nr, G->tb || G->bf16 ? KF_SCALAR : 0);
   int kk = G->tb ? o2 : o1, jj = G->tb ? o1 : o2;
   kir_e col = kir_iadd(k, G->n0, kir_iadd(k, kir_imul(k, kir_var(k, jr), G->nr), kir_var(k, jj)));
-  kir_e inside = kir_bin(k, DF_OP_LT, col, kir_const_i(k, G->N));
-  if (steps * w > depth)
-    inside = kir_bin(k, DF_OP_MUL, kir_cast(k, DF_I64, inside),
-                     kir_cast(k, DF_I64, kir_bin(k, DF_OP_LT, kir_var(k, kk), kir_const_i(k, depth))));
-  kir_e colc = kir_bin(k, DF_OP_MIN, col, kir_const_i(k, G->N - 1));
-  kir_e row = kir_iadd(k, k0, kir_bin(k, DF_OP_MIN, kir_var(k, kk), kir_const_i(k, depth - 1)));
+  /* guards only where there is padding: columns past N, depths past the block */
+  int pad_cols = G->nj * G->nc != G->N, pad_depth = steps * w > depth;
+  kir_e inside = -1;
+  if (pad_cols) inside = kir_bin(k, DF_OP_LT, col, kir_const_i(k, G->N));
+  if (pad_depth) {
+    kir_e dk = kir_bin(k, DF_OP_LT, kir_var(k, kk), kir_const_i(k, depth));
+    inside = inside < 0 ? dk : kir_bin(k, DF_OP_MUL, kir_cast(k, DF_I64, inside), kir_cast(k, DF_I64, dk));
+  }
+  kir_e colc = pad_cols ? kir_bin(k, DF_OP_MIN, col, kir_const_i(k, G->N - 1)) : col;
+  kir_e row = kir_iadd(k, k0, steps * w > depth ? kir_bin(k, DF_OP_MIN, kir_var(k, kk), kir_const_i(k, depth - 1))
+                                                  : kir_var(k, kk));
   kir_e bi = G->tb ? kir_iadd(k, kir_imul(k, colc, G->K), row) : kir_iadd(k, kir_imul(k, row, G->N), colc);
-  kir_e val = kir_select(k, inside, kir_load(k, B, kir_iadd(k, G->bbase, bi)), kir_const_f(k, DF_F32, 0.0));
+  kir_e val = kir_load(k, B, kir_iadd(k, G->bbase, bi));
+  if (inside >= 0) val = kir_select(k, inside, val, kir_const_f(k, DF_F32, 0.0));
   kir_e step = G->bf16 ? idiv(k, kir_var(k, kk), 2) : kir_var(k, kk);
   kir_e pi = kir_iadd(k, kir_imul(k, kir_iadd(k, kir_imul(k, kir_var(k, jr), steps), step), G->nr), kir_var(k, jj));
   if (G->bf16) pi = kir_iadd(k, kir_imul(k, pi, 2), imod(k, kir_var(k, kk), 2));
@@ -156,6 +169,7 @@ kir_kernel *df_gemm_kernel(const df_graph *g, const df_node *n, const df_gemm_pa
   if (nj < 1) nj = 1;
   G.nc = (tiles + nj - 1) / nj * G.nr;
   nj = (tiles * G.nr + G.nc - 1) / G.nc;
+  G.nj = nj;
   char name[96];
   snprintf(name, sizeof name, "gemm_%s%s_%lldx%lldx%lld_%s", G.ta ? "t" : "n", G.tb ? "t" : "n", (long long)G.M,
            (long long)G.N, (long long)G.K, G.bf16 ? "bf16dot" : "f32");

@@ -369,8 +369,9 @@ void kir_print(const kir_kernel *k, FILE *f) {
     for (int d = 0; d < depth; d++) fputs("  ", f);
     switch (s->kind) {
     case KS_FOR:
-      fprintf(f, "for v%d < %" PRId64 "%s%s%s\n", s->var, s->extent, s->flags & KF_PARALLEL ? " parallel" : "",
-              s->flags & KF_VECTOR ? " vector" : "", s->flags & KF_REDUCE ? " reduce" : "");
+      fprintf(f, "for v%d < %" PRId64 "%s%s%s%s\n", s->var, s->extent, s->flags & KF_PARALLEL ? " parallel" : "",
+              s->flags & KF_VECTOR ? " vector" : "", s->flags & KF_REDUCE ? " reduce" : "",
+              s->flags & KF_SCALAR ? " scalar" : "");
       depth++;
       break;
     case KS_END: fputs("end\n", f); break;

@@ -21,7 +21,8 @@
 ** Loop flags: PARALLEL (the outermost loop only: its range is split
 ** among threads; a GPU maps it to blocks), VECTOR (the innermost,
 ** contiguous loop: SIMD lanes / threads of a block), REDUCE (a reduction
-** loop; its accumulators are DECLed just before it).
+** loop; its accumulators are DECLed just before it), SCALAR (neither
+** vectorised nor unrolled: a copy whose stores are strided).
 ** Memory scopes: a buffer is GLOBAL (a tensor of the plan) or SCRATCH (per
 ** parallel iteration: shared memory on a GPU, a stack array on a CPU).
 **   TILE_DOT tile                C tile (+)= A panel . B panel (below)
@@ -66,7 +67,7 @@ typedef struct kir_expr {
 
 typedef enum { KS_FOR, KS_END, KS_DECL, KS_SET, KS_ACC, KS_STORE, KS_TILE_DOT } kir_skind;
 
-enum { KF_PARALLEL = 1u << 0, KF_VECTOR = 1u << 1, KF_REDUCE = 1u << 2 };
+enum { KF_PARALLEL = 1u << 0, KF_VECTOR = 1u << 1, KF_REDUCE = 1u << 2, KF_SCALAR = 1u << 3 };
 enum { KB_GLOBAL = 0, KB_SCRATCH = 1 };
 enum { KB_IN = 1, KB_OUT = 2 };
 

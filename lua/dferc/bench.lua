@@ -5,7 +5,10 @@ ceiling measured in the same run (the best OpenBLAS sgemm), and write the
 records as JSON.
 
   dferc bench [--device cpu] [--out FILE.json] [--workloads a,b,...]
-              [--repeats N] [--quick]
+              [--repeats N] [--quick] [--gemm blas|generated|bf16]
+
+--gemm picks the cpu device's products (OpenBLAS, the generated GEMM, or
+the bf16 mode); each record says which (`gemm`).
 
 On cuda the ceiling is cuBLAS's float32 product rate (bench.cuda_sgemm_gflops)
 and each record also holds `kernel_times`: the last run's time on the GPU by
@@ -95,7 +98,8 @@ function bench.run_one(name, device, quick, repeats)
   local cfg = quick and quick_config(w.kind, w.batch) or {kind = w.kind, B = w.batch}
   local t0 = core.clock()
   local model = S.build(cfg, {fused_attention = core.supports(device, "attention")})
-  local rec = {workload = name, batch = w.batch, device = device, quick = quick or nil}
+  local rec = {workload = name, batch = w.batch, device = device, quick = quick or nil,
+               gemm = device == "cpu" and core.set_gemm() or nil}
   local init = {}
   for i, p in ipairs(model.params) do init[p.name] = cli.init_param(p, i) end
   local feeds = {videos = df.randn("f32", model.inputs.videos.shape, 7)}
@@ -248,8 +252,9 @@ function bench.main(opts)
     if not WORKLOADS[n] then error({msg = "bench: unknown workload '" .. n .. "'"}, 0) end
     -- the child also records its time by kernel family (CUDA events on cuda)
     local prof = device ~= "ref" and os.tmpname() or nil
-    local cmd = string.format("%s'%s' bench --one %s --device %s --repeats %d%s 2>&1",
-      prof and ("DFERC_PROFILE_OUT='" .. prof .. "' ") or "", exe, n, device, repeats, quick and " --quick" or "")
+    local cmd = string.format("%s'%s' bench --one %s --device %s --repeats %d%s --gemm %s 2>&1",
+      prof and ("DFERC_PROFILE_OUT='" .. prof .. "' ") or "", exe, n, device, repeats, quick and " --quick" or "",
+      core.set_gemm())
     local p = io.popen(cmd)
     local out = p:read("a")
     p:close()
