@@ -7,7 +7,7 @@
 
 #include <stdio.h>
 
-const df_gemm_params df_gemm_default = {12, 32, 256, 384, 192, 0};
+const df_gemm_params df_gemm_default = {12, 32, 256, 1024, 192, 0};
 
 /* An i64 expression: a / c and a % c for a constant c > 0. */
 static kir_e idiv(kir_kernel *k, kir_e a, int64_t c) {
@@ -34,13 +34,20 @@ static void row_block(gemm *G, kir_e k0, int64_t depth, kir_e acc, kir_e r0, int
   const int A = 0, C = 2, P = 3, Q = 4;
   int64_t mr = G->mr, groups = (rows + mr - 1) / mr, nblk = G->nc / G->nr;
   /* pack: apanel[(ir * depth + kk) * mr + ii] = A[r0 + ir * mr + ii, k0 + kk]; the
-  ** innermost loop runs along A's memory (k, or the rows when transposed) */
+  ** innermost loops run along A's memory: for ir, ii, kk (k inner), or when
+  ** A is transposed for kk, ir, ii (each row of A^T read once, whole) */
   /* bf16: the depth in pairs, each row's pair adjacent (zero past the block) */
   int64_t steps = G->bf16 ? (depth + 1) / 2 : depth, w = G->bf16 ? 2 : 1;
-  int ir = kir_for(k, groups, 0);
-  int o1 = kir_for(k, G->ta ? steps * w : mr, 0);
-  int o2 = kir_for(k, G->ta ? mr : steps * w, G->ta && !G->bf16 ? 0 : KF_SCALAR); /* strided stores: scalar */
-  int ii = G->ta ? o2 : o1, kk = G->ta ? o1 : o2;
+  int ir, ii, kk;
+  if (G->ta) {
+    kk = kir_for(k, steps * w, 0);
+    ir = kir_for(k, groups, 0);
+    ii = kir_for(k, mr, G->bf16 ? KF_SCALAR : 0); /* bf16: strided stores, scalar */
+  } else {
+    ir = kir_for(k, groups, 0);
+    ii = kir_for(k, mr, 0);
+    kk = kir_for(k, steps * w, KF_SCALAR); /* stores strided by mr: scalar */
+  }
   kir_e local = kir_iadd(k, kir_imul(k, kir_var(k, ir), mr), kir_var(k, ii));
   /* guards only where the block has padding: rows past M, depths past the block */
   int pad_rows = rows % mr != 0, pad_depth = steps * w > depth;
@@ -95,7 +102,7 @@ static void depth_block(gemm *G, kir_e k0, int64_t depth, kir_e acc) {
   int64_t steps = G->bf16 ? (depth + 1) / 2 : depth, w = G->bf16 ? 2 : 1;
   int jr = kir_for(k, nblk, 0);
   int o1 = kir_for(k, G->tb ? G->nr : steps * w, 0); /* the innermost loop runs along B's memory */
-  int o2 = kir_for(k, G->tb ? steps * w : G->nr, G->tb || G->bf16 ? KF_SCALAR : 0);
+  int o2 = kir_for(k, G->tb ? steps * w : G->nr, G->tb ? KF_SCALAR : 0);
   int kk = G->tb ? o2 : o1, jj = G->tb ? o1 : o2;
   kir_e col = kir_iadd(k, G->n0, kir_iadd(k, kir_imul(k, kir_var(k, jr), G->nr), kir_var(k, jj)));
   /* guards only where there is padding: columns past N, depths past the block */

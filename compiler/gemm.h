@@ -31,7 +31,9 @@ typedef struct df_gemm_params {
 } df_gemm_params;
 
 /* The defaults: 12 x 32 tiles (24 accumulators of 16 floats), kc 256,
-** nc at most 384 (a 384 KB panel of B), mc 192 (a 192 KB block of A). */
+** nc at most 1024 (a panel of B up to 1 MB: few column blocks, so that A
+** is packed few times), mc 192 (a 192 KB block of A).  The panels live on
+** the running thread's stack (the pool's workers have 16 MB). */
 extern const df_gemm_params df_gemm_default;
 
 /* The GEMM of matmul node n of g; NULL with DF_EUNSUPPORTED in err when n

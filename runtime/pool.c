@@ -60,14 +60,20 @@ static void start(void) {
   if (n > 256) n = 256;
   P.nthreads = (int)n;
   openblas_set_num_threads((int)n);
+  /* workers' stacks hold kernels' SCRATCH buffers (a generated GEMM's
+  ** packed panels, up to about 1.3 MB): 16 MB, whatever the default */
+  pthread_attr_t attr;
+  int have_attr = pthread_attr_init(&attr) == 0;
+  if (have_attr) pthread_attr_setstacksize(&attr, (size_t)16 << 20);
   for (int i = 1; i < P.nthreads; i++) { /* the caller is thread 0 */
     pthread_t t;
-    if (pthread_create(&t, NULL, worker, NULL) != 0) {
+    if (pthread_create(&t, have_attr ? &attr : NULL, worker, NULL) != 0) {
       P.nthreads = i;
       break;
     }
     pthread_detach(t);
   }
+  if (have_attr) pthread_attr_destroy(&attr);
 }
 
 int df_pool_threads(void) {

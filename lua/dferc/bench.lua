@@ -38,8 +38,20 @@ local WORKLOADS = {
   -- the GPU's workload: the batch of the speed goal (one H100, <= 12 ms)
   pretrain_step_b32 = {kind = "pretrain", batch = 32, ref_gflop = 82.9, step = true},
   compile_pretrain_step = {kind = "pretrain", batch = 2, compile_only = true},
+  -- the model's products (fine-tuning, batch 1: 1568 tokens of width 512;
+  -- the backward's transposed products), OpenBLAS against the generated
+  -- GEMM and the bf16 mode, in one process (cpu only)
+  gemm_shapes = {kind = "gemm", batch = 1},
 }
-local ORDER = {"finetune_infer_b1", "finetune_infer_b4", "pretrain_step_b2", "compile_pretrain_step"}
+local GEMM_SHAPES = {
+  {"qkv", {1568, 512}, {512, 1536}},
+  {"proj", {1568, 512}, {512, 512}},
+  {"fc1", {1568, 512}, {512, 2048}},
+  {"fc2", {1568, 2048}, {2048, 512}},
+  {"fc1_grad_w", {1568, 512}, {1568, 2048}, {ta = true}},
+  {"fc1_grad_x", {1568, 2048}, {512, 2048}, {tb = true}},
+}
+local ORDER = {"finetune_infer_b1", "finetune_infer_b4", "pretrain_step_b2", "compile_pretrain_step", "gemm_shapes"}
 local ORDER_CUDA = {"finetune_infer_b1", "finetune_infer_b4", "pretrain_step_b2", "pretrain_step_b32",
                     "compile_pretrain_step"}
 
@@ -90,10 +102,65 @@ local function part_window_mask(cfg, g, seed)
   return cli.random_mask(cfg, g, seed)
 end
 
+-- The gemm_shapes record: per shape, the best rate of each mode over
+-- `repeats` rounds that alternate the modes (a busy machine slows all).
+local function gemm_shapes(quick, repeats)
+  local modes = {"blas", "generated"}
+  if pcall(core.set_gemm, "bf16") then modes[3] = "bf16" end
+  local before = core.set_gemm("blas")
+  local rec = {workload = "gemm_shapes", batch = 1, device = "cpu", quick = quick or nil, shapes = {}}
+  for _, s in ipairs(GEMM_SHAPES) do
+    local a, b = s[2], s[3]
+    if quick then a, b = {a[1] // 8, a[2] // 8}, {b[1] // 8, b[2] // 8} end
+    local g = df.graph()
+    local y = df.matmul(df.input(g, "a", "f32", a), df.input(g, "b", "f32", b), s[4])
+    local feeds = {a = df.randn("f32", a, 1), b = df.randn("f32", b, 2)}
+    local K = (s[4] and s[4].ta) and a[1] or a[2]
+    local flop = 2 * y.shape[1] * y.shape[2] * K
+    local plans, best = {}, {}
+    for _, m in ipairs(modes) do
+      core.set_gemm(m)
+      plans[m] = assert(core.compile(g, {y}, "cpu"))
+      best[m] = math.huge
+    end
+    for _ = 1, math.max(repeats, 2) do
+      for _, m in ipairs(modes) do
+        local out = {assert(plans[m]:run(feeds))[1]}
+        for _ = 1, 3 do
+          local t = core.clock()
+          plans[m]:run(feeds, out)
+          best[m] = math.min(best[m], core.clock() - t)
+        end
+      end
+    end
+    local r = {name = s[1], m = y.shape[1], n = y.shape[2], k = K,
+               transpose = s[4] and ((s[4].ta and "a" or "") .. (s[4].tb and "b" or "")) or ""}
+    for _, m in ipairs(modes) do r[m .. "_gflops"] = flop / best[m] / 1e9 end
+    r.generated_vs_blas = r.generated_gflops / r.blas_gflops
+    if r.bf16_gflops then r.bf16_vs_blas = r.bf16_gflops / r.blas_gflops end
+    rec.shapes[#rec.shapes + 1] = r
+  end
+  core.set_gemm(before)
+  local worst, all = math.huge, 0
+  for _, r in ipairs(rec.shapes) do
+    worst = math.min(worst, r.generated_vs_blas)
+    all = all + r.generated_vs_blas
+  end
+  rec.generated_vs_blas_worst = worst
+  rec.generated_vs_blas_mean = all / #rec.shapes
+  rec.seconds = 0
+  rec.peak_rss_mb = core.peak_rss_mb()
+  return rec
+end
+
 -- Run one workload in this process; returns its record.
 function bench.run_one(name, device, quick, repeats)
   local w = WORKLOADS[name]
   if not w then error({msg = "bench: unknown workload '" .. tostring(name) .. "'"}, 0) end
+  if w.kind == "gemm" then
+    if device ~= "cpu" then error({msg = "bench: gemm_shapes runs on the cpu device only"}, 0) end
+    return gemm_shapes(quick, repeats)
+  end
   local cli = require "dferc.cli"
   local cfg = quick and quick_config(w.kind, w.batch) or {kind = w.kind, B = w.batch}
   local t0 = core.clock()
@@ -267,6 +334,13 @@ function bench.main(opts)
     records[#records + 1] = rec
     if rec.error then
       print(string.format("%-24s error: %s", n, rec.error))
+    elseif rec.shapes then
+      for _, r in ipairs(rec.shapes) do
+        print(string.format("%-24s %-11s %5d x %5d x %5d%-3s  OpenBLAS %6.1f  generated %6.1f (%3.0f%%)%s", n, r.name,
+          r.m, r.n, r.k, r.transpose ~= "" and (" t" .. r.transpose) or "", r.blas_gflops, r.generated_gflops,
+          100 * r.generated_vs_blas,
+          r.bf16_gflops and string.format("  bf16 %6.1f (%3.0f%%)", r.bf16_gflops, 100 * r.bf16_vs_blas) or ""))
+      end
     else
       print(string.format("%-24s batch %d  %8.3f s  %s  peak %6.0f MB%s", n, rec.batch, rec.seconds,
         rec.gflops and string.format("%6.1f GFLOP/s (%4.1f%% of ceiling)", rec.gflops, 100 * rec.gflops / ceiling)
