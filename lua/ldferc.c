@@ -28,6 +28,7 @@
 #include "runtime/nvrtc.h"
 #include "runtime/device.h"
 #include "compiler/codegen_llvm.h"
+#include "runtime/cpu_gemm.h"
 #include "runtime/json.h"
 #include "runtime/pth.h"
 #include "runtime/pool.h"
@@ -1097,11 +1098,11 @@ static int l_plan_sync(lua_State *L) {
   return 1;
 }
 
-/* core.set_gemm("blas" | "generated" | "bf16") -> the previous mode: the
+/* core.set_gemm("auto" | "blas" | "generated" | "bf16") -> the previous mode: the
 ** cpu device's float32 products in plans compiled from now on ("bf16":
 ** an error on a CPU without AVX512-BF16). */
 static int l_set_gemm(lua_State *L) {
-  static const char *const modes[] = {"blas", "generated", "bf16", NULL};
+  static const char *const modes[] = {"blas", "generated", "bf16", "auto", NULL};
   int prev = df_cpu_gemm();
   if (!lua_isnoneornil(L, 1)) {
     int m = luaL_checkoption(L, 1, NULL, modes);
@@ -1110,6 +1111,22 @@ static int l_set_gemm(lua_State *L) {
     df_cpu_set_gemm(m);
   }
   lua_pushstring(L, modes[prev]);
+  return 1;
+}
+
+/* core.gemm_choice(product) -> "blas" | "generated mr=.. ..." [" (stored)" |
+** " (tuned)"]: what a cpu plan compiled now would run for this float32
+** matmul (a search under --tune, stored in the kernel cache). */
+static int l_gemm_choice(lua_State *L) {
+  ltensor *t = luaL_checkudata(L, 1, TENSOR_MT);
+  lgraph *g = tensor_graph(L, 1);
+  const df_node *n = df_graph_node(g->g, t->id);
+  if (n->op != DF_OP_MATMUL) return luaL_error(L, "gemm_choice: not a matmul");
+  df_gemm_params prm;
+  char why[192];
+  df_err e = {0};
+  if (df_cpu_gemm_choose(g->g, n, &prm, why, sizeof why, &e) < 0) return fail(L, &e);
+  lua_pushstring(L, why);
   return 1;
 }
 
@@ -1428,6 +1445,7 @@ int luaopen_dferc_core(lua_State *L) {
   lua_pop(L, 1);
 
   static const luaL_Reg funcs[] = {
+      {"gemm_choice", l_gemm_choice},
       {"set_gemm", l_set_gemm},
       {"graph", l_graph_new},       {"op", l_op},
       {"grad", l_grad},

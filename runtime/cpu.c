@@ -25,6 +25,7 @@
 #include "compiler/gemm.h"
 #include "compiler/schedule.h"
 #include "runtime/attention_cpu.h"
+#include "runtime/cpu_gemm.h"
 #include "runtime/profile.h"
 #include "runtime/device.h"
 #include "runtime/pool.h"
@@ -64,21 +65,12 @@ void df_cpu_set_gemm(int mode) { gemm_mode = mode; }
 int df_cpu_gemm(void) {
   if (gemm_mode < 0) {
     const char *e = getenv("DFERC_GEMM");
-    gemm_mode = !e ? DF_GEMM_BLAS : strcmp(e, "generated") == 0 ? DF_GEMM_GENERATED
-              : strcmp(e, "bf16") == 0 ? DF_GEMM_BF16 : DF_GEMM_BLAS;
+    gemm_mode = DF_GEMM_AUTO;
+    if (e && strcmp(e, "blas") == 0) gemm_mode = DF_GEMM_BLAS;
+    if (e && strcmp(e, "generated") == 0) gemm_mode = DF_GEMM_GENERATED;
+    if (e && strcmp(e, "bf16") == 0 && df_llvm_host_has("avx512bf16")) gemm_mode = DF_GEMM_BF16;
   }
   return gemm_mode;
-}
-
-/* The generated GEMM's tile sizes: the defaults, or $DFERC_GEMM_TILES
-** "mr,nr,kc,nc,mc" (for measuring others). */
-static const df_gemm_params *gemm_params(int bf16) {
-  static df_gemm_params prm;
-  const char *e = getenv("DFERC_GEMM_TILES");
-  prm = df_gemm_default;
-  prm.bf16 = bf16;
-  if (e) sscanf(e, "%d,%d,%d,%d,%d", &prm.mr, &prm.nr, &prm.kc, &prm.nc_max, &prm.mc);
-  return &prm;
 }
 
 static df_plan *cpu_compile(const df_graph *g, const df_node_id *outputs, int n_out, df_err *err) {
@@ -103,13 +95,19 @@ static df_plan *cpu_compile(const df_graph *g, const df_node_id *outputs, int n_
     df_err_set(err, DF_ENOMEM, "cpu: out of memory");
     return NULL;
   }
-  int gen = df_cpu_gemm() != DF_GEMM_BLAS, bf16 = df_cpu_gemm() == DF_GEMM_BF16;
   for (int i = 0; i < p->s->nsteps; i++) {
     df_step *st = &p->s->steps[i];
     if (st->kind == DF_STEP_KERNEL) ks[nk++] = st->kernel;
     const df_node *mm = st->kind == DF_STEP_MATMUL ? df_graph_node(g, st->node) : NULL;
-    if (gen && mm && mm->dtype == DF_F32) {
-      p->gemm[i] = df_gemm_kernel(g, mm, gemm_params(bf16), err);
+    df_gemm_params prm;
+    int choice = mm && mm->dtype == DF_F32 ? df_cpu_gemm_choose(g, mm, &prm, NULL, 0, err) : DF_GEMM_BLAS;
+    if (choice < 0) {
+      free(ks);
+      cpu_plan_free(p);
+      return NULL;
+    }
+    if (choice != DF_GEMM_BLAS) {
+      p->gemm[i] = df_gemm_kernel(g, mm, &prm, err);
       if (!p->gemm[i]) {
         free(ks);
         cpu_plan_free(p);
@@ -202,13 +200,12 @@ static void mm_range(void *ctx, int64_t b0, int64_t b1) {
 
 /* C = op(A) op(B) over broadcast batches, through cblas (float32 or
 ** float64; the 16-bit floats go through float32 copies). */
-static void matmul_blas(const df_graph *g, const df_node *n, void *A, void *B, void *C);
 
 static int run_matmul(const df_graph *g, const df_step *st, void **ptr, df_err *err) {
   const df_node *n = df_graph_node(g, st->node);
   void *A = ptr[st->slots[0]], *B = ptr[st->slots[1]], *C = ptr[st->slots[2]];
   if (n->dtype != DF_F16 && n->dtype != DF_BF16) {
-    matmul_blas(g, n, A, B, C);
+    df_cpu_matmul_blas(g, n, A, B, C);
     return 0;
   }
   const df_node *a = df_graph_node(g, n->inputs[0]), *b = df_graph_node(g, n->inputs[1]);
@@ -224,14 +221,14 @@ static int run_matmul(const df_graph *g, const df_step *st, void **ptr, df_err *
     df_dtype_convert(DF_F32, fb, b->dtype, B, nb);
     df_node wide = *n; /* the same product in float32 */
     wide.dtype = DF_F32;
-    matmul_blas(g, &wide, fa, fb, fc);
+    df_cpu_matmul_blas(g, &wide, fa, fb, fc);
     df_dtype_convert(n->dtype, C, DF_F32, fc, nc);
   }
   free(fa), free(fb), free(fc);
   return rc;
 }
 
-static void matmul_blas(const df_graph *g, const df_node *n, void *A, void *B, void *C) {
+void df_cpu_matmul_blas(const df_graph *g, const df_node *n, void *A, void *B, void *C) {
   const df_node *a = df_graph_node(g, n->inputs[0]), *b = df_graph_node(g, n->inputs[1]);
   int ta = n->attrs.ia[0] != 0, tb = n->attrs.ia[1] != 0;
   int nb = n->ndim - 2;

@@ -107,12 +107,13 @@ extern const df_device df_device_ref;
 extern const df_device df_device_cpu;
 extern const df_device df_device_cuda; /* builds with the CUDA headers (DFERC_HAVE_CUDA) */
 
-/* The cpu device's float32 products: OpenBLAS (the default), the
-** generated GEMM of compiler/gemm (DFERC_GEMM=generated), or that GEMM
-** with bfloat16 operands and float32 sums (DFERC_GEMM=bf16: the optional
-** bf16 mode, on CPUs with AVX512-BF16; not exact to float32); for plans
-** compiled after the call. */
-enum { DF_GEMM_BLAS = 0, DF_GEMM_GENERATED = 1, DF_GEMM_BF16 = 2 };
+/* The cpu device's float32 products: per shape, the tuner's stored choice
+** between OpenBLAS and the generated GEMM, else OpenBLAS (auto, the
+** default; runtime/cpu_gemm.h); OpenBLAS always (DFERC_GEMM=blas); the
+** generated GEMM of compiler/gemm (generated); or that GEMM with bfloat16
+** operands and float32 sums (bf16: the optional bf16 mode, on CPUs with
+** AVX512-BF16; not exact to float32); for plans compiled after the call. */
+enum { DF_GEMM_BLAS = 0, DF_GEMM_GENERATED = 1, DF_GEMM_BF16 = 2, DF_GEMM_AUTO = 3 };
 void df_cpu_set_gemm(int mode);
 int df_cpu_gemm(void);
 

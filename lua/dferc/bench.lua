@@ -5,10 +5,11 @@ ceiling measured in the same run (the best OpenBLAS sgemm), and write the
 records as JSON.
 
   dferc bench [--device cpu] [--out FILE.json] [--workloads a,b,...]
-              [--repeats N] [--quick] [--gemm blas|generated|bf16]
+              [--repeats N] [--quick] [--gemm auto|blas|generated|bf16]
 
---gemm picks the cpu device's products (OpenBLAS, the generated GEMM, or
-the bf16 mode); each record says which (`gemm`).
+--gemm picks the cpu device's products (the tuner's stored choice per
+shape, else OpenBLAS; OpenBLAS; the generated GEMM; the bf16 mode); each
+record says which (`gemm`).
 
 On cuda the ceiling is cuBLAS's float32 product rate (bench.cuda_sgemm_gflops)
 and each record also holds `kernel_times`: the last run's time on the GPU by

@@ -132,7 +132,7 @@ local function list(c)
     end
     -- the tuning fields first: the key's, and a tuned winner's choice and times
     local tune = "tuning=" .. quote(r.tuning)
-    if r.tuning == "winner" then
+    if r.tuning == "winner" or r.tuning == "gemm-winner" then
       tune = tune .. " config=" .. quote(r.config or "")
       local t = times_summary(r.config, r.times or "")
       if t then tune = tune .. " (" .. t .. ")" end

@@ -37,7 +37,7 @@ commands:
   graph    [SCRIPT.lua] [--config C.json] [KEY=VALUE ...] [--dot OUT.dot]
            build a model script's graph; print its size; write it as Graphviz DOT
   bench    [--device cpu] [--out FILE.json] [--workloads a,b] [--repeats N] [--quick]
-           [--gemm blas|generated|bf16]
+           [--gemm auto|blas|generated|bf16]
            time full-size inference, a pre-training step and its compilation, each
            in its own process, against OpenBLAS sgemm measured in the same run
   run      SCRIPT.lua [ARGS ...]   run a Lua script with the dferc module loaded
@@ -561,8 +561,8 @@ function cli.bench(args)
     quick = "bool", one = "value", ["no-cache"] = "bool", gemm = "value"}, 2)
   if opts.gemm then
     -- the cpu device's products: blas, generated or bf16 (checked here)
-    local ok, err = false, string.format("'%s' is not one of blas, generated, bf16", opts.gemm)
-    if ({blas = 1, generated = 1, bf16 = 1})[opts.gemm] then ok, err = pcall(core.set_gemm, opts.gemm) end
+    local ok, err = false, string.format("'%s' is not one of auto, blas, generated, bf16", opts.gemm)
+    if ({auto = 1, blas = 1, generated = 1, bf16 = 1})[opts.gemm] then ok, err = pcall(core.set_gemm, opts.gemm) end
     if not ok then
       io.stderr:write("dferc: bench --gemm: " .. tostring(err):gsub("^set_gemm: ", "") .. "\n")
       return 2
