@@ -198,6 +198,58 @@ static void mm_range(void *ctx, int64_t b0, int64_t b1) {
   }
 }
 
+/* One product split by rows of C over the pool, each part a
+** single-threaded OpenBLAS call: the pool owns the cores, so OpenBLAS's
+** own threads (which spin for a while after each call) never compete with
+** the kernels that run next. */
+typedef struct mm_rows {
+  int f64;
+  enum CBLAS_TRANSPOSE TA, TB;
+  int64_t M, N, K, lda, ldb, block;
+  const char *A, *B;
+  char *C;
+  size_t es;
+} mm_rows;
+
+static void rows_range(void *ctx, int64_t p0, int64_t p1) {
+  const mm_rows *m = ctx;
+  for (int64_t p = p0; p < p1; p++) {
+    int64_t r0 = p * m->block, r1 = r0 + m->block < m->M ? r0 + m->block : m->M;
+    if (r0 >= r1) continue;
+    /* rows r0.. of op(A): A's rows, or its columns when transposed */
+    const char *pa = m->A + (size_t)(m->TA == CblasTrans ? r0 : r0 * m->lda) * m->es;
+    char *pc = m->C + (size_t)(r0 * m->N) * m->es;
+    if (m->f64)
+      cblas_dgemm(CblasRowMajor, m->TA, m->TB, (int)(r1 - r0), (int)m->N, (int)m->K, 1.0, (const double *)pa,
+                  (int)m->lda, (const double *)m->B, (int)m->ldb, 0.0, (double *)pc, (int)m->N);
+    else
+      cblas_sgemm(CblasRowMajor, m->TA, m->TB, (int)(r1 - r0), (int)m->N, (int)m->K, 1.0f, (const float *)pa,
+                  (int)m->lda, (const float *)m->B, (int)m->ldb, 0.0f, (float *)pc, (int)m->N);
+  }
+}
+
+static int blas_on_pool = -1; /* $DFERC_BLAS_THREADS=openblas: OpenBLAS's own threads instead */
+
+static void gemm_rows(int f64, enum CBLAS_TRANSPOSE TA, enum CBLAS_TRANSPOSE TB, int64_t M, int64_t N, int64_t K,
+                      const void *A, int64_t lda, const void *B, int64_t ldb, void *C) {
+  int threads = df_pool_threads();
+  if (blas_on_pool < 0) {
+    const char *e = getenv("DFERC_BLAS_THREADS");
+    blas_on_pool = !(e && strcmp(e, "openblas") == 0);
+  }
+  if (threads > 1 && blas_on_pool && M >= 32 * threads) {
+    int64_t parts = threads, block = (M + parts - 1) / parts;
+    block = (block + 15) / 16 * 16;
+    mm_rows m = {f64, TA, TB, M, N, K, lda, ldb, block, A, B, C, f64 ? 8u : 4u};
+    openblas_set_num_threads(1);
+    df_pool_run((M + block - 1) / block, rows_range, &m);
+    openblas_set_num_threads(threads);
+    return;
+  }
+  if (f64) cblas_dgemm(CblasRowMajor, TA, TB, (int)M, (int)N, (int)K, 1.0, A, (int)lda, B, (int)ldb, 0.0, C, (int)N);
+  else cblas_sgemm(CblasRowMajor, TA, TB, (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, 0.0f, C, (int)N);
+}
+
 /* C = op(A) op(B) over broadcast batches, through cblas (float32 or
 ** float64; the 16-bit floats go through float32 copies). */
 
@@ -242,8 +294,7 @@ void df_cpu_matmul_blas(const df_graph *g, const df_node *n, void *A, void *B, v
   int lda = ta ? (int)M : (int)K, ldb = tb ? (int)K : (int)N;
   if (batches > 1 && b->ndim == 2 && !ta) {
     /* a weight shared by every batch: one product with M * batches rows */
-    if (f64) cblas_dgemm(CblasRowMajor, TA, TB, (int)(M * batches), (int)N, (int)K, 1.0, A, lda, B, ldb, 0.0, C, (int)N);
-    else cblas_sgemm(CblasRowMajor, TA, TB, (int)(M * batches), (int)N, (int)K, 1.0f, A, lda, B, ldb, 0.0f, C, (int)N);
+    gemm_rows(f64, TA, TB, M * batches, N, K, A, lda, B, ldb, C);
     return;
   }
   int64_t sa[DF_MAX_DIMS], sb[DF_MAX_DIMS], idx[DF_MAX_DIMS] = {0}, oa = 0, ob = 0, s[DF_MAX_DIMS];
@@ -278,8 +329,7 @@ void df_cpu_matmul_blas(const df_graph *g, const df_node *n, void *A, void *B, v
   for (int64_t bi = 0; bi < batches; bi++) {
     char *pa = (char *)A + (size_t)(oa * amat) * es, *pb = (char *)B + (size_t)(ob * bmat) * es;
     char *pc = (char *)C + (size_t)(bi * M * N) * es;
-    if (f64) cblas_dgemm(CblasRowMajor, TA, TB, (int)M, (int)N, (int)K, 1.0, (double *)pa, lda, (double *)pb, ldb, 0.0, (double *)pc, (int)N);
-    else cblas_sgemm(CblasRowMajor, TA, TB, (int)M, (int)N, (int)K, 1.0f, (float *)pa, lda, (float *)pb, ldb, 0.0f, (float *)pc, (int)N);
+    gemm_rows(f64, TA, TB, M, N, K, pa, lda, pb, ldb, pc);
     for (int d = nb - 1; d >= 0; d--) {
       idx[d]++;
       oa += sa[d];
