@@ -333,6 +333,12 @@ function bench.main(opts)
     rec.ceiling_gflops = ceiling
     rec.blas_core = device == "cuda" and "cuBLAS" or blas.core
     records[#records + 1] = rec
+    if opts.out then
+      -- written after every workload: a run cut short keeps what it measured
+      local f = assert(io.open(opts.out, "w"))
+      f:write(json(records), "\n")
+      f:close()
+    end
     if rec.error then
       print(string.format("%-24s error: %s", n, rec.error))
     elseif rec.shapes then
