@@ -493,10 +493,18 @@ function cli.forward(args)
 end
 
 -- The fastest device this machine can use: cpu when this build has LLVM.
+-- The device a command uses when --device is not given: a usable GPU
+-- (cuda), else the JIT cpu device, else ref.
 function cli.fastest_device()
-  local probe = df.graph()
-  local ok = core.compile(probe, {}, "cpu")
-  return ok and "cpu" or "ref"
+  if cli.default_device then return cli.default_device end
+  for _, d in ipairs {"cuda", "cpu"} do
+    if core.compile(df.graph(), {}, d) then
+      cli.default_device = d
+      return d
+    end
+  end
+  cli.default_device = "ref"
+  return "ref"
 end
 
 -- -------------------------------------------------------------- run
