@@ -404,7 +404,8 @@ static int emit_tile_dot(emit *E, const kir_tile *t, df_err *err) {
   for (int i = 0; i < mr; i++)
     for (int v = 0; v < nv; v++) {
       LLVMValueRef off = LLVMBuildAdd(b, c0, LLVMConstInt(i64, (unsigned long long)(i * t->c_m + v * TILE_W), 0), "");
-      LLVMValueRef p = LLVMBuildInBoundsGEP2(b, f32, E->bufs[t->c_buf], &off, 1, "");
+      /* not inbounds: a vector wholly past N is addressed under an all-false mask */
+      LLVMValueRef p = LLVMBuildGEP2(b, f32, E->bufs[t->c_buf], &off, 1, "");
       cptr[i * nv + v] = LLVMBuildBitCast(b, p, pv16, "");
       LLVMValueRef args[4] = {cptr[i * nv + v], al4, masks[v], zero};
       LLVMValueRef old = intrinsic2(E, "llvm.masked.load", v16, pv16, args, 4);
@@ -1232,8 +1233,9 @@ static int same_config(const df_tune_config *a, const df_tune_config *b) {
 ** (or when compiling in order is wanted: dumps, the tuner's search). */
 static precompiled *precompile(kir_kernel *const *ks, int n, const df_llvm_options *o, df_tune_config *cfgs,
                                const char *toolchain) {
-  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-  int threads = cpus > 8 ? 8 : (int)cpus;
+  const char *env = getenv("DFERC_THREADS"); /* the process's thread budget, as the pool's */
+  long cpus = env ? strtol(env, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+  int threads = cpus > 8 ? 8 : cpus < 1 ? 1 : (int)cpus;
   if (o->dump_dir || o->tune == DF_TUNE_SEARCH || threads < 2 || n < 2) return NULL;
   precompiled *pre = calloc((size_t)n, sizeof *pre);
   uint64_t *hs = calloc((size_t)n, sizeof *hs);

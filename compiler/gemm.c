@@ -7,7 +7,7 @@
 
 #include <stdio.h>
 
-const df_gemm_params df_gemm_default = {12, 32, 256, 1024, 192, 0};
+const df_gemm_params df_gemm_default = {12, 32, 256, 1024, 192, 0, 2};
 
 /* An i64 expression: a / c and a % c for a constant c > 0. */
 static kir_e idiv(kir_kernel *k, kir_e a, int64_t c) {
@@ -144,7 +144,13 @@ kir_kernel *df_gemm_kernel(const df_graph *g, const df_node *n, const df_gemm_pa
   }
   if (prm->mr < 1 || prm->mr > 16 || prm->nr % 16 || prm->nr < 16 || prm->nr > 48 || prm->kc < 1 ||
       prm->nc_max < prm->nr || prm->mc < prm->mr) {
-    df_err_set(err, DF_EINVAL, "gemm: bad tile sizes %dx%d kc %d nc %d", prm->mr, prm->nr, prm->kc, prm->nc_max);
+    df_err_set(err, DF_EINVAL, "gemm: bad tile sizes %dx%d kc %d nc %d mc %d", prm->mr, prm->nr, prm->kc, prm->nc_max,
+               prm->mc);
+    return NULL;
+  }
+  if (((int64_t)prm->kc * prm->nc_max + (int64_t)prm->kc * prm->mc) * 4 > DF_GEMM_MAX_SCRATCH) {
+    df_err_set(err, DF_EINVAL, "gemm: tile sizes kc %d nc %d mc %d need more than %d MB of panels", prm->kc,
+               prm->nc_max, prm->mc, DF_GEMM_MAX_SCRATCH >> 20);
     return NULL;
   }
   const df_node *a = df_graph_node(g, n->inputs[0]), *b = df_graph_node(g, n->inputs[1]);
@@ -172,7 +178,9 @@ kir_kernel *df_gemm_kernel(const df_graph *g, const df_node *n, const df_gemm_pa
   int64_t tiles = (G.N + G.nr - 1) / G.nr;
   if (tiles < 1) tiles = 1; /* N = 0: one block of masked columns */
   int64_t nj = (tiles * G.nr + prm->nc_max - 1) / prm->nc_max;
-  if (batches * nj < 2 && tiles >= 2) nj = 2; /* one block per thread at least */
+  int64_t par = prm->par > 1 ? prm->par : 1; /* a block per thread at least, where there are columns */
+  if (batches * nj < par) nj = (par + batches - 1) / batches;
+  if (nj > tiles) nj = tiles;
   if (nj < 1) nj = 1;
   G.nc = (tiles + nj - 1) / nj * G.nr;
   nj = (tiles * G.nr + G.nc - 1) / G.nc;
@@ -194,6 +202,11 @@ kir_kernel *df_gemm_kernel(const df_graph *g, const df_node *n, const df_gemm_pa
   kir_add_buf(k, pt, kcp * G.nc, KB_SCRATCH, 0);
   G.mc = G.M < mc_round ? (G.M > 0 ? G.M : 1) : mc_round;
   kir_add_buf(k, pt, kcp * ((G.mc + G.mr - 1) / G.mr * G.mr), KB_SCRATCH, 0);
+  if (G.M == 0 || G.N == 0 || batches == 0) { /* an empty C: nothing to compute */
+    kir_for(k, 1, KF_PARALLEL);
+    kir_end(k);
+    return k;
+  }
   int t = kir_for(k, batches * nj, KF_PARALLEL);
   kir_e item = kir_var(k, t);
   kir_e bt = idiv(k, item, nj), jc = imod(k, item, nj);

@@ -28,6 +28,8 @@ typedef struct df_gemm_params {
   int mc;      /* rows of A packed at a time (rounded down to mr's multiple) */
   int bf16;    /* 1: the packed panels in bfloat16, AVX512-BF16 dot products
                ** (float32 sums; the optional bf16 mode) */
+  int par;     /* at least this many parallel items where the columns allow
+               ** (the threads that will run it; 0 or 1: no minimum) */
 } df_gemm_params;
 
 /* The defaults: 12 x 32 tiles (24 accumulators of 16 floats), kc 256,
@@ -38,6 +40,9 @@ extern const df_gemm_params df_gemm_default;
 
 /* The GEMM of matmul node n of g; NULL with DF_EUNSUPPORTED in err when n
 ** is not a float32 product, DF_ENOMEM when out of memory. */
+/* The panels live on the running thread's stack: at most this many bytes. */
+#define DF_GEMM_MAX_SCRATCH (4 << 20)
+
 kir_kernel *df_gemm_kernel(const df_graph *g, const df_node *n, const df_gemm_params *prm, df_err *err);
 
 #endif

@@ -41,6 +41,10 @@ void kir_merge_buf(kir_kernel *k, int from, int into) {
     if (k->exprs[i].kind == KE_LOAD) k->exprs[i].a = REMAP(k->exprs[i].a);
   for (int i = 0; i < k->nstmts; i++)
     if (k->stmts[i].kind == KS_STORE) k->stmts[i].buf = REMAP(k->stmts[i].buf);
+  for (int i = 0; i < k->ntiles; i++) {
+    kir_tile *t = &k->tiles[i];
+    t->a_buf = REMAP(t->a_buf), t->b_buf = REMAP(t->b_buf), t->c_buf = REMAP(t->c_buf);
+  }
 #undef REMAP
   memmove(&k->bufs[from], &k->bufs[from + 1], (size_t)(k->nbufs - from - 1) * sizeof *k->bufs);
   k->nbufs--;

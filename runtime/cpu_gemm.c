@@ -26,13 +26,14 @@ static df_gemm_params default_params(int bf16) {
   const char *e = getenv("DFERC_GEMM_TILES");
   if (e) sscanf(e, "%d,%d,%d,%d,%d", &prm.mr, &prm.nr, &prm.kc, &prm.nc_max, &prm.mc);
   prm.bf16 = bf16;
+  prm.par = df_pool_threads();
   return prm;
 }
 
 /* The candidates the tuner times against OpenBLAS. */
 static const df_gemm_params candidates[] = {
-    {12, 32, 256, 1024, 192, 0}, {12, 32, 128, 1024, 192, 0}, {8, 48, 256, 1024, 192, 0},
-    {14, 32, 256, 512, 196, 0},  {12, 32, 384, 1024, 96, 0},
+    {12, 32, 256, 1024, 192, 0, 0}, {12, 32, 128, 1024, 192, 0, 0}, {8, 48, 256, 1024, 192, 0, 0},
+    {14, 32, 256, 512, 196, 0, 0},  {12, 32, 384, 1024, 96, 0, 0},
 };
 #define NCAND ((int)(sizeof candidates / sizeof candidates[0]))
 
@@ -42,6 +43,7 @@ static void format_params(const df_gemm_params *p, char *out, size_t n) {
 
 static int parse_params(const char *s, df_gemm_params *p) {
   *p = df_gemm_default;
+  p->par = df_pool_threads();
   return sscanf(s, "generated mr=%d nr=%d kc=%d nc=%d mc=%d", &p->mr, &p->nr, &p->kc, &p->nc_max, &p->mc) == 5 ? 0
                                                                                                              : -1;
 }
@@ -50,7 +52,7 @@ static int parse_params(const char *s, df_gemm_params *p) {
 ** the host and the OpenBLAS core it is timed against. */
 typedef struct choice_key {
   df_cache_key key;
-  char hex[24], toolchain[160];
+  char hex[24], toolchain[160], options[64];
 } choice_key;
 
 static void key_for(const df_graph *g, const df_node *n, choice_key *ck) {
@@ -69,7 +71,8 @@ static void key_for(const df_graph *g, const df_node *n, choice_key *ck) {
   ck->key.arch = df_llvm_target_description(); /* LLVM's version and the CPU's features */
   ck->key.toolchain = ck->toolchain;
   ck->key.dferc_version = PACKAGE_VERSION;
-  ck->key.options = "gemm-choice-1";
+  snprintf(ck->options, sizeof ck->options, "gemm-choice-1 threads=%d", df_pool_threads());
+  ck->key.options = ck->options;
   ck->key.tuning = "gemm-winner";
 }
 
@@ -158,7 +161,9 @@ static int search(const df_graph *g, const df_node *n, df_gemm_params *best, cha
                                  tb, lo, hi);
   for (int c = 0; c < NCAND; c++) {
     df_err e = {0};
-    kir_kernel *k = df_gemm_kernel(g, n, &candidates[c], &e);
+    df_gemm_params cand = candidates[c];
+    cand.par = df_pool_threads();
+    kir_kernel *k = df_gemm_kernel(g, n, &cand, &e);
     df_llvm_options o = {0};
     o.cache = df_kernel_cache();
     df_llvm_jit *j = k ? df_llvm_compile_with(&k, 1, &o, NULL, &e) : NULL;
@@ -176,7 +181,7 @@ static int search(const df_graph *g, const df_node *n, df_gemm_params *best, cha
                                  text, t, lo, hi, agrees ? "" : ", \"rejected\": true");
       if (agrees && t < best_t) {
         best_t = t;
-        *best = candidates[c];
+        *best = cand;
         choice = DF_GEMM_GENERATED;
         snprintf(cfg, ncfg, "%s", text);
       }
@@ -210,7 +215,7 @@ int df_cpu_gemm_choose(const df_graph *g, const df_node *n, df_gemm_params *prm,
   choice_key ck;
   key_for(g, n, &ck);
   df_cache_entry ent = {0};
-  if (cache && df_cache_get(cache, &ck.key, &ent, NULL) == 1) {
+  if (cache && df_cache_probe(cache, &ck.key, &ent, NULL) == 1) { /* a miss is the usual case: not counted */
     int c = strcmp(ent.config, "blas") == 0 ? DF_GEMM_BLAS : parse_params(ent.config, prm) == 0 ? DF_GEMM_GENERATED : -1;
     if (c >= 0) snprintf(why, nwhy, "%s (stored)", ent.config);
     df_cache_entry_free(&ent);

@@ -688,6 +688,38 @@ done:
   return rc;
 }
 
+/* Whether some kept tensor's only current copy is on the device. */
+static int device_only_kept(const df_plan *p) {
+  for (int k = 0; k < p->nkept; k++)
+    if (!p->kept[k].host_ok) return 1;
+  return 0;
+}
+
+/* The first step that writes an output in place into its feed, or -1.
+** The schedule runs every step that can reject its input (mask_index)
+** before it. */
+static int first_in_place_step(const df_plan *p) {
+  const df_schedule *s = p->s;
+  for (int i = 0; i < s->nsteps; i++)
+    for (int j = 0; j < s->steps[i].nout; j++)
+      for (int o = 0; o < s->n_out; o++)
+        if (s->out_alias[o] && df_step_out_slot(&s->steps[i], j) == s->out_slots[o]) return i;
+  return -1;
+}
+
+/* The steps so far finished, and none rejected its input: before the
+** in-place updates of tensors whose only copy is on the device, so that a
+** run stopped by a bad input leaves them as they were. */
+static int status_so_far(df_plan *p, df_err *err) {
+  int rc = 0;
+  long long *status = (long long *)(p->pinned + p->feed_bytes + p->out_bytes);
+  CU_CHECK(df_cu.cuMemcpyDtoHAsync(status, p->mem + p->status_off, 64, gpu.stream));
+  CU_CHECK(df_cu.cuStreamSynchronize(gpu.stream));
+  if (status[0]) rc = df_cuda_status_message(p->s, status, err);
+done:
+  return rc;
+}
+
 static int cuda_keep(df_plan *p, df_tensor *const *tensors, int n, df_err *err) {
   for (int i = 0; i < n; i++) {
     if (!tensors[i] || find_kept(p, -1, tensors[i]) >= 0) continue; /* kept already */
@@ -753,16 +785,19 @@ static int cuda_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor 
       break;
     }
     int old = p->slot_kept[i], k = p->nkept ? find_kept(p, old, t) : -1;
-    p->slot_kept[i] = k;
-    if (k >= 0 && p->kept[k].slot == i && p->kept[k].dev_ok) continue; /* resident */
+    if (p->check_finite && (rc = df_check_finite_slot(s, i, t->data, err))) break; /* the host copies are current */
+    if (k >= 0 && p->kept[k].slot == i && p->kept[k].dev_ok) {
+      p->slot_kept[i] = k;
+      continue; /* resident */
+    }
     if (old >= 0 && old != k && p->kept[old].slot == i) {
       /* the slot held another kept tensor: its newer values down first */
       if ((rc = sync_one(p, old, err))) break;
       p->kept[old].slot = -1;
       p->kept[old].dev_ok = 0;
     }
+    p->slot_kept[i] = k;
     if (k >= 0 && !p->kept[k].host_ok && (rc = sync_one(p, k, err))) break;
-    if (p->check_finite) rc = df_check_finite_slot(s, i, t->data, err);
     memcpy(p->pinned + (p->off[i] - p->feed_off), t->data, slot_bytes(sl));
     up[i] = 1;
   }
@@ -773,7 +808,7 @@ static int cuda_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor 
     while (j + 1 < s->nslots && (up[j + 1] || s->slots[j + 1].kind != DF_SLOT_FEED)) j++;
     while (!up[j]) j--;
     size_t a = p->off[i] - p->feed_off, b = p->off[j] - p->feed_off + slot_bytes(&s->slots[j]);
-    CU_CHECK(df_cu.cuMemcpyHtoDAsync(p->mem + p->feed_off + a, p->pinned + a, b - a, gpu.stream));
+    if (b > a) CU_CHECK(df_cu.cuMemcpyHtoDAsync(p->mem + p->feed_off + a, p->pinned + a, b - a, gpu.stream));
     i = j;
   }
   for (int i = 0; i < s->nslots; i++) {
@@ -793,7 +828,9 @@ static int cuda_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor 
     }
     for (int i = 0; i <= s->nsteps; i++) CU_CHECK(df_cu.cuEventCreate(&p->ev[i], CU_EVENT_DEFAULT));
   }
+  int fence = device_only_kept(p) ? first_in_place_step(p) : -1;
   for (int i = 0; i < s->nsteps; i++) {
+    if (i == fence && (rc = status_so_far(p, err))) goto done;
     if (prof_on) CU_CHECK(df_cu.cuEventRecord(p->ev[i], gpu.stream));
     if ((rc = run_step(p, i, err)) == 0 && gpu.debug_sync) {
       CUresult r = df_cu.cuStreamSynchronize(gpu.stream);

@@ -218,6 +218,29 @@ T.test("cuda_kept_tensors_stay_on_the_device", function()
   plan:close() -- a closed plan syncs first
 end)
 
+T.test("cuda_kept_tensor_survives_a_rejected_input", function()
+  -- a run stopped by a bad mask (mask_index) after an earlier run left
+  -- the kept tensor's only current copy on the device: its in-place
+  -- update does not happen, as on cpu
+  local g = df.graph()
+  local w = df.input(g, "w", "f32", {3, 5})
+  local m = df.input(g, "m", "bool", {1, 4})
+  local x = df.input(g, "x", "f32", {1, 4, 2})
+  local idx = df.mask_index(m, true, 2)
+  local y = df.sum(df.gather(x, idx, 1))
+  local w2 = w * 0.5 + 1
+  local plan = assert(df.core.compile(g, {y, w2}, "cuda"))
+  local wt = df.host("f32", {3, 5})
+  for i = 1, 15 do wt:set(i, 4) end
+  assert(plan:keep({wt}))
+  local xt = df.randn("f32", {1, 4, 2}, 3)
+  assert(plan:run({w = wt, m = df.host("bool", {1, 4}, {true, false, true, false}), x = xt}, {nil, wt}))
+  local r, err = plan:run({w = wt, m = df.host("bool", {1, 4}, {true, false, false, false}), x = xt}, {nil, wt})
+  T.ok(not r and err, "the second run is rejected: " .. tostring(err))
+  assert(plan:sync(false))
+  T.near(wt:get(1), 3, 1e-6, "one update, not two")
+end)
+
 T.test("cuda_train_step_state_stays_on_the_device", function()
   -- a training step on cuda against the same on ref: step.params reads
   -- bring the device's values down
