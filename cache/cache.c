@@ -305,11 +305,25 @@ enum { OPEN_OK, OPEN_FAIL, OPEN_CORRUPT, OPEN_NEWER, OPEN_UNKNOWN, OPEN_RETRY };
 ** OPEN_OK (current), OPEN_RETRY (needs creating or migrating), OPEN_NEWER,
 ** OPEN_UNKNOWN, or < 0 on error. */
 static int classify(df_cache *c, int64_t *version, df_err *err) {
-  int64_t app, ver, objects;
-  if (query_int(c, "PRAGMA application_id", &app, err) ||
-      query_int(c, "PRAGMA user_version", &ver, err) ||
-      query_int(c, "SELECT count(*) FROM sqlite_master", &objects, err))
+  /* one statement, so one snapshot: three separate reads could straddle
+  ** another process's commit of a new schema (application id not yet set,
+  ** tables already there) and call a fresh cache foreign */
+  int64_t app = 0, ver = 0, objects = 0;
+  sqlite3_stmt *st;
+  if (prep(c, &st,
+           "SELECT (SELECT application_id FROM pragma_application_id), "
+           "(SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_master)",
+           err))
     return DF_EIO;
+  int rc = sqlite3_step(st);
+  int r = SQL_CHECK(c, rc, err);
+  if (!r && rc == SQLITE_ROW) {
+    app = sqlite3_column_int64(st, 0);
+    ver = sqlite3_column_int64(st, 1);
+    objects = sqlite3_column_int64(st, 2);
+  }
+  sqlite3_finalize(st);
+  if (r) return DF_EIO;
   *version = ver;
   if (app == DF_CACHE_APP_ID) {
     if (ver == DF_CACHE_SCHEMA) return OPEN_OK;
