@@ -24,6 +24,7 @@
 #include "compiler/codegen_llvm.h"
 #include "compiler/gemm.h"
 #include "compiler/schedule.h"
+#include "ops/ops_impl.h" /* df_broadcast_strides, as the reference scatter_add */
 #include "runtime/attention_cpu.h"
 #include "runtime/cpu_gemm.h"
 #include "runtime/profile.h"
@@ -342,6 +343,42 @@ void df_cpu_matmul_blas(const df_graph *g, const df_node *n, void *A, void *B, v
   }
 }
 
+/* scatter_add in float32 (ops/index.c's semantics: out starts at zero,
+** out[q', idx[q, m], s] += src[q, m, s], q' with the result's size-1
+** leading dims pinned to 0); DF_EUNSUPPORTED for other dtypes. */
+static int scatter_add_f32(const df_graph *g, const df_node *n, void *const *in, void *out, df_err *err) {
+  const df_node *ix = df_graph_node(g, n->inputs[0]), *src = df_graph_node(g, n->inputs[1]);
+  if (n->dtype != DF_F32 || (ix->dtype != DF_I64 && ix->dtype != DF_I32)) return DF_EUNSUPPORTED;
+  int ax = (int)n->attrs.ia[0];
+  int64_t S = 1, No = n->shape[ax], M = src->shape[ax];
+  for (int i = ax + 1; i < n->ndim; i++) S *= n->shape[i];
+  int64_t Q = df_shape_numel(ax, src->shape);
+  int64_t qs[DF_MAX_DIMS], idx[DF_MAX_DIMS] = {0}, qoff = 0;
+  df_broadcast_strides(ax, n->shape, ax, src->shape, qs);
+  float *y = out;
+  const float *x = in[1];
+  memset(y, 0, (size_t)df_shape_numel(n->ndim, n->shape) * sizeof *y);
+  for (int64_t q = 0; q < Q; q++) {
+    for (int64_t m = 0; m < M; m++) {
+      int64_t p = ix->dtype == DF_I64 ? ((const int64_t *)in[0])[q * M + m] : ((const int32_t *)in[0])[q * M + m];
+      if (p < 0 || p >= No)
+        return df_err_set(err, DF_ERUNTIME, "%s:%d: scatter_add: index %lld out of range [0, %lld)", n->file,
+                          n->line, (long long)p, (long long)No);
+      float *dst = y + (qoff * No + p) * S;
+      const float *s = x + (q * M + m) * S;
+      for (int64_t k = 0; k < S; k++) dst[k] += s[k];
+    }
+    for (int d = ax - 1; d >= 0; d--) {
+      idx[d]++;
+      qoff += qs[d];
+      if (idx[d] < src->shape[d]) break;
+      qoff -= qs[d] * idx[d];
+      idx[d] = 0;
+    }
+  }
+  return 0;
+}
+
 /* A library op through its reference kernel, converting to float64. */
 static int run_host_ref(const df_graph *g, const df_step *st, void **ptr, df_err *err) {
   const df_node *n = df_graph_node(g, st->node);
@@ -473,6 +510,7 @@ static int cpu_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor *
       void *in[8];
       for (int k = 0; k < n->ninputs && k < 8; k++) in[k] = ptr[st->slots[k]];
       rc = df_cpu_attention(g, n, in, ptr[st->slots[n->ninputs]], err);
+      if (rc == DF_EUNSUPPORTED && n->op == DF_OP_SCATTER_ADD) rc = scatter_add_f32(g, n, in, ptr[st->slots[n->ninputs]], err);
       if (rc == DF_EUNSUPPORTED) rc = run_host_ref(g, st, ptr, err); /* the other library ops, float64 */
       break;
     }
