@@ -303,7 +303,9 @@ function bench.main(opts)
   if opts.workloads then
     for n in opts.workloads:gmatch("[^,]+") do names[#names + 1] = n end
   else
-    names = device == "cuda" and ORDER_CUDA or ORDER
+    for _, n in ipairs(device == "cuda" and ORDER_CUDA or ORDER) do
+      if n ~= "gemm_shapes" or device == "cpu" then names[#names + 1] = n end -- the cpu device's products
+    end
   end
   local blas = core.blas()
   local measure = function() return core.sgemm_gflops(quick and 512 or 2048, quick and 2 or 5) end
