@@ -7,7 +7,7 @@
 
 #include <stdio.h>
 
-const df_gemm_params df_gemm_default = {12, 32, 256, 1024, 192, 0, 2};
+const df_gemm_params df_gemm_default = {12, 32, 256, 1024, 192, 0, 2, 1};
 
 /* An i64 expression: a / c and a % c for a constant c > 0. */
 static kir_e idiv(kir_kernel *k, kir_e a, int64_t c) {
@@ -22,7 +22,7 @@ typedef struct gemm {
   kir_kernel *k;
   int ta, tb;
   int64_t M, N, K, nc, mc, nj;
-  int mr, nr, bf16;
+  int mr, nr, bf16, direct_a;
   kir_e abase, bbase, cbase, n0; /* offsets of this parallel item's matrices; its first column */
 } gemm;
 
@@ -38,6 +38,29 @@ static void row_block(gemm *G, kir_e k0, int64_t depth, kir_e acc, kir_e r0, int
   ** A is transposed for kk, ir, ii (each row of A^T read once, whole) */
   /* bf16: the depth in pairs, each row's pair adjacent (zero past the block) */
   int64_t steps = G->bf16 ? (depth + 1) / 2 : depth, w = G->bf16 ? 2 : 1;
+  if (G->direct_a && !G->bf16) {
+    /* A read where it lies: row i, depth p at abase + (r0 + i) * a_m + (k0 + p) * a_k */
+    int64_t a_m = G->ta ? 1 : G->K, a_k = G->ta ? G->M : 1;
+    int j = kir_for(k, nblk, 0);
+    kir_e c0 = kir_iadd(k, G->n0, kir_imul(k, kir_var(k, j), G->nr));
+    int64_t full = rows / mr, rest = rows % mr;
+    for (int part = 0; part < 2; part++) {
+      int64_t m = part ? rest : mr, count = part ? 1 : full;
+      if (m == 0 || count == 0) continue;
+      kir_e g = part ? kir_const_i(k, full) : kir_var(k, kir_for(k, count, 0));
+      kir_e rr = kir_iadd(k, r0, kir_imul(k, g, mr));
+      kir_tile t = {A, P, C, 0, 0, 0, 0, 0, m, G->nr, depth, a_m, a_k, G->nr, G->N, KT_F32};
+      t.a = kir_iadd(k, G->abase, kir_iadd(k, kir_imul(k, rr, a_m), kir_imul(k, k0, a_k)));
+      t.b = kir_imul(k, kir_var(k, j), depth * G->nr);
+      t.c = kir_iadd(k, G->cbase, kir_iadd(k, kir_imul(k, rr, G->N), c0));
+      t.acc = acc;
+      t.n_valid = kir_bin(k, DF_OP_SUB, kir_const_i(k, G->N), c0);
+      kir_tile_dot(k, &t);
+      if (!part) kir_end(k);
+    }
+    kir_end(k);
+    return;
+  }
   int ir, ii, kk;
   if (G->ta) {
     kk = kir_for(k, steps * w, 0);
@@ -163,6 +186,7 @@ kir_kernel *df_gemm_kernel(const df_graph *g, const df_node *n, const df_gemm_pa
   G.K = a->shape[a->ndim - 1 - G.ta];
   G.mr = prm->mr;
   G.bf16 = prm->bf16;
+  G.direct_a = prm->direct_a;
   int64_t mc_round = prm->mc / prm->mr * prm->mr;
   G.nr = prm->nr;
   int64_t batches = 1;
@@ -201,7 +225,7 @@ kir_kernel *df_gemm_kernel(const df_graph *g, const df_node *n, const df_gemm_pa
   int64_t kcp = kc > 0 ? (G.bf16 ? (kc + 1) / 2 * 2 : kc) : 1;
   kir_add_buf(k, pt, kcp * G.nc, KB_SCRATCH, 0);
   G.mc = G.M < mc_round ? (G.M > 0 ? G.M : 1) : mc_round;
-  kir_add_buf(k, pt, kcp * ((G.mc + G.mr - 1) / G.mr * G.mr), KB_SCRATCH, 0);
+  if (!G.direct_a || G.bf16) kir_add_buf(k, pt, kcp * ((G.mc + G.mr - 1) / G.mr * G.mr), KB_SCRATCH, 0);
   if (G.M == 0 || G.N == 0 || batches == 0) { /* an empty C: nothing to compute */
     kir_for(k, 1, KF_PARALLEL);
     kir_end(k);

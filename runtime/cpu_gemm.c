@@ -27,25 +27,31 @@ static df_gemm_params default_params(int bf16) {
   if (e) sscanf(e, "%d,%d,%d,%d,%d", &prm.mr, &prm.nr, &prm.kc, &prm.nc_max, &prm.mc);
   prm.bf16 = bf16;
   prm.par = df_pool_threads();
+  const char *d = getenv("DFERC_GEMM_DIRECT_A");
+  if (d) prm.direct_a = atoi(d) != 0;
   return prm;
 }
 
 /* The candidates the tuner times against OpenBLAS. */
 static const df_gemm_params candidates[] = {
-    {12, 32, 256, 1024, 192, 0, 0}, {12, 32, 128, 1024, 192, 0, 0}, {8, 48, 256, 1024, 192, 0, 0},
-    {14, 32, 256, 512, 196, 0, 0},  {12, 32, 384, 1024, 96, 0, 0},
+    {12, 32, 256, 1024, 192, 0, 0, 1}, {12, 32, 128, 1024, 192, 0, 0, 1}, {8, 48, 256, 1024, 192, 0, 0, 1},
+    {14, 32, 256, 1024, 196, 0, 0, 1}, {12, 32, 256, 1024, 192, 0, 0, 0},
 };
 #define NCAND ((int)(sizeof candidates / sizeof candidates[0]))
 
 static void format_params(const df_gemm_params *p, char *out, size_t n) {
-  snprintf(out, n, "generated mr=%d nr=%d kc=%d nc=%d mc=%d", p->mr, p->nr, p->kc, p->nc_max, p->mc);
+  snprintf(out, n, "generated mr=%d nr=%d kc=%d nc=%d mc=%d%s", p->mr, p->nr, p->kc, p->nc_max, p->mc,
+           p->direct_a ? "" : " packed_a");
 }
 
 static int parse_params(const char *s, df_gemm_params *p) {
   *p = df_gemm_default;
   p->par = df_pool_threads();
-  return sscanf(s, "generated mr=%d nr=%d kc=%d nc=%d mc=%d", &p->mr, &p->nr, &p->kc, &p->nc_max, &p->mc) == 5 ? 0
-                                                                                                             : -1;
+  int used = 0;
+  if (sscanf(s, "generated mr=%d nr=%d kc=%d nc=%d mc=%d%n", &p->mr, &p->nr, &p->kc, &p->nc_max, &p->mc, &used) != 5)
+    return -1;
+  p->direct_a = strcmp(s + used, " packed_a") != 0;
+  return 0;
 }
 
 /* The cache key of node n's choice: its shapes (all the GEMM depends on),

@@ -3,7 +3,8 @@
 #  1. the public fixtures (forward, gradients and the training steps) with
 #     it in place of OpenBLAS (DFERC_GEMM=generated), so that every product
 #     of the model -- its shapes, its transposed backward products -- is
-#     checked against the original's tensors;
+#     checked against the original's tensors; tests/lua/test_gemm.lua again
+#     with A packed (DFERC_GEMM_DIRECT_A=0);
 #  2. the auto mode: under --tune a product's choice (OpenBLAS or tile
 #     sizes) is searched and stored in the kernel cache, a second process
 #     uses the stored one, a cache without it means OpenBLAS.
@@ -24,6 +25,14 @@ for script in test_parity.lua test_train.lua; do
     echo "not ok generated_gemm_$script: exit $rc: $(tail -3 "$tmp/log" | tr '\n' ' ')"
   fi
 done
+
+# the float32 GEMM with A packed too (the default reads A where it lies)
+DFERC_GEMM_DIRECT_A=0 "$D" run "$top/tests/lua/test_gemm.lua" >"$tmp/log" 2>&1
+rc=$?
+sed -n 's/^\(ok\|not ok\|skip\) /\1 packed_a_/p' "$tmp/log"
+if [ "$rc" -ne 0 ] && ! grep -q '^not ok ' "$tmp/log"; then
+  echo "not ok packed_a_test_gemm: exit $rc: $(tail -3 "$tmp/log" | tr '\n' ' ')"
+fi
 
 # ---------------------------------------------------------------- 2. auto
 cat >"$tmp/choice.lua" <<'EOF'
