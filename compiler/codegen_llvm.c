@@ -1222,11 +1222,6 @@ static void *precompile_worker(void *arg) {
   return NULL;
 }
 
-static int same_config(const df_tune_config *a, const df_tune_config *b) {
-  char x[64], y[64];
-  return strcmp(df_tune_format(a, x, sizeof x), df_tune_format(b, y, sizeof y)) == 0;
-}
-
 /* Which of ks the serial loop would compile with its default (or forced)
 ** configuration -- not seen before in it, no stored winner, no cached
 ** object -- compiled now, in parallel.  NULL when there is nothing to do
@@ -1392,7 +1387,7 @@ df_llvm_jit *df_llvm_compile_with(kir_kernel *const *ks, int n, const df_llvm_op
         ent.blob = NULL;
         df_cache_entry_free(&ent);
         st.hits++;
-      } else if (pre && pre[i].cfg && same_config(pre[i].cfg, &cfg)) {
+      } else if (pre && pre[i].cfg && df_tune_equal(pre[i].cfg, &cfg)) {
         /* compiled on another thread above */
         if ((rc = pre[i].rc)) {
           df_err_set(err, rc, "%s", pre[i].err.msg);

@@ -18,6 +18,22 @@ static kir_e imod(kir_kernel *k, kir_e a, int64_t c) {
   return kir_bin(k, DF_OP_SUB, a, kir_imul(k, idiv(k, a, c), c));
 }
 
+/* A packing index i that may run past `limit` (pad): clamped to limit - 1,
+** so that its load stays in range, with i < limit ANDed into *inside (-1:
+** no guard yet).  Unchanged without padding. */
+static kir_e padded(kir_kernel *k, kir_e i, int64_t limit, int pad, kir_e *inside) {
+  if (!pad) return i;
+  kir_e lt = kir_bin(k, DF_OP_LT, i, kir_const_i(k, limit));
+  *inside = *inside < 0 ? lt : kir_bin(k, DF_OP_MUL, kir_cast(k, DF_I64, *inside), kir_cast(k, DF_I64, lt));
+  return kir_bin(k, DF_OP_MIN, i, kir_const_i(k, limit - 1));
+}
+
+/* buf[idx], or 0 where the guard (if any) is false. */
+static kir_e guarded_load(kir_kernel *k, int buf, kir_e idx, kir_e inside) {
+  kir_e v = kir_load(k, buf, idx);
+  return inside < 0 ? v : kir_select(k, inside, v, kir_const_f(k, DF_F32, 0.0));
+}
+
 typedef struct gemm {
   kir_kernel *k;
   int ta, tb;
@@ -26,13 +42,47 @@ typedef struct gemm {
   kir_e abase, bbase, cbase, n0; /* offsets of this parallel item's matrices; its first column */
 } gemm;
 
+/* The tiles of rows [r0, r0 + rows) against the packed B panel, column
+** block by column block (a B micro-panel stays in L1 while the row groups
+** pass): row group g's A starts at a0 + g * a_group, row i of it at + i *
+** a_m, step p at + p * a_k; `steps` steps of `w` elements (w 2: bf16
+** pairs). */
+typedef struct a_operand {
+  int buf;
+  kir_e a0;
+  int64_t a_group, a_m, a_k, steps, w;
+} a_operand;
+
+static void tiles(gemm *G, const a_operand *o, kir_e acc, kir_e r0, int64_t rows) {
+  kir_kernel *k = G->k;
+  const int C = 2, P = 3;
+  int64_t mr = G->mr, nblk = G->nc / G->nr, full = rows / mr, rest = rows % mr;
+  int j = kir_for(k, nblk, 0);
+  kir_e c0 = kir_iadd(k, G->n0, kir_imul(k, kir_var(k, j), G->nr));
+  for (int part = 0; part < 2; part++) {
+    int64_t m = part ? rest : mr, count = part ? 1 : full;
+    if (m == 0 || count == 0) continue;
+    kir_e g = part ? kir_const_i(k, full) : kir_var(k, kir_for(k, count, 0));
+    kir_tile t = {o->buf, P, C, 0, 0, 0, 0, 0, m, G->nr, o->steps, o->a_m, o->a_k, G->nr * o->w, G->N,
+                  o->w == 2 ? KT_BF16_PAIRS : KT_F32};
+    t.a = kir_iadd(k, o->a0, kir_imul(k, g, o->a_group));
+    t.b = kir_imul(k, kir_var(k, j), o->steps * G->nr * o->w);
+    t.c = kir_iadd(k, G->cbase, kir_iadd(k, kir_imul(k, kir_iadd(k, r0, kir_imul(k, g, mr)), G->N), c0));
+    t.acc = acc;
+    t.n_valid = kir_bin(k, DF_OP_SUB, kir_const_i(k, G->N), c0);
+    kir_tile_dot(k, &t);
+    if (!part) kir_end(k);
+  }
+  kir_end(k);
+}
+
 /* Rows [r0, r0 + rows) of M (rows a constant) against the packed B
-** panel: pack them (MR rows interleaved, zero past M), then the tiles,
-** column block by column block. */
+** panel: float32 A where it lies, or packed (MR rows interleaved, zero
+** past M), then the tiles. */
 static void row_block(gemm *G, kir_e k0, int64_t depth, kir_e acc, kir_e r0, int64_t rows) {
   kir_kernel *k = G->k;
-  const int A = 0, C = 2, P = 3, Q = 4;
-  int64_t mr = G->mr, groups = (rows + mr - 1) / mr, nblk = G->nc / G->nr;
+  const int A = 0, Q = 4;
+  int64_t mr = G->mr, groups = (rows + mr - 1) / mr;
   /* pack: apanel[(ir * depth + kk) * mr + ii] = A[r0 + ir * mr + ii, k0 + kk]; the
   ** innermost loops run along A's memory: for ir, ii, kk (k inner), or when
   ** A is transposed for kk, ir, ii (each row of A^T read once, whole) */
@@ -41,24 +91,9 @@ static void row_block(gemm *G, kir_e k0, int64_t depth, kir_e acc, kir_e r0, int
   if (G->direct_a && !G->bf16) {
     /* A read where it lies: row i, depth p at abase + (r0 + i) * a_m + (k0 + p) * a_k */
     int64_t a_m = G->ta ? 1 : G->K, a_k = G->ta ? G->M : 1;
-    int j = kir_for(k, nblk, 0);
-    kir_e c0 = kir_iadd(k, G->n0, kir_imul(k, kir_var(k, j), G->nr));
-    int64_t full = rows / mr, rest = rows % mr;
-    for (int part = 0; part < 2; part++) {
-      int64_t m = part ? rest : mr, count = part ? 1 : full;
-      if (m == 0 || count == 0) continue;
-      kir_e g = part ? kir_const_i(k, full) : kir_var(k, kir_for(k, count, 0));
-      kir_e rr = kir_iadd(k, r0, kir_imul(k, g, mr));
-      kir_tile t = {A, P, C, 0, 0, 0, 0, 0, m, G->nr, depth, a_m, a_k, G->nr, G->N, KT_F32};
-      t.a = kir_iadd(k, G->abase, kir_iadd(k, kir_imul(k, rr, a_m), kir_imul(k, k0, a_k)));
-      t.b = kir_imul(k, kir_var(k, j), depth * G->nr);
-      t.c = kir_iadd(k, G->cbase, kir_iadd(k, kir_imul(k, rr, G->N), c0));
-      t.acc = acc;
-      t.n_valid = kir_bin(k, DF_OP_SUB, kir_const_i(k, G->N), c0);
-      kir_tile_dot(k, &t);
-      if (!part) kir_end(k);
-    }
-    kir_end(k);
+    a_operand o = {A, kir_iadd(k, G->abase, kir_iadd(k, kir_imul(k, r0, a_m), kir_imul(k, k0, a_k))), mr * a_m, a_m,
+                   a_k, depth, 1};
+    tiles(G, &o, acc, r0, rows);
     return;
   }
   int ir, ii, kk;
@@ -72,21 +107,13 @@ static void row_block(gemm *G, kir_e k0, int64_t depth, kir_e acc, kir_e r0, int
     kk = kir_for(k, steps * w, KF_SCALAR); /* stores strided by mr: scalar */
   }
   kir_e local = kir_iadd(k, kir_imul(k, kir_var(k, ir), mr), kir_var(k, ii));
-  /* guards only where the block has padding: rows past M, depths past the block */
-  int pad_rows = rows % mr != 0, pad_depth = steps * w > depth;
+  /* guards only where the block has padding: rows past M (a block with
+  ** partial row groups ends at M), depths past the block */
   kir_e inside = -1;
-  if (pad_rows) inside = kir_bin(k, DF_OP_LT, local, kir_const_i(k, rows));
-  if (pad_depth) {
-    kir_e dk = kir_bin(k, DF_OP_LT, kir_var(k, kk), kir_const_i(k, depth));
-    inside = inside < 0 ? dk : kir_bin(k, DF_OP_MUL, kir_cast(k, DF_I64, inside), kir_cast(k, DF_I64, dk));
-  }
-  kir_e row = kir_iadd(k, r0, local);
-  if (pad_rows) row = kir_bin(k, DF_OP_MIN, row, kir_const_i(k, G->M - 1));
-  kir_e kx = kir_iadd(k, k0, steps * w > depth ? kir_bin(k, DF_OP_MIN, kir_var(k, kk), kir_const_i(k, depth - 1))
-                                                 : kir_var(k, kk));
+  kir_e row = padded(k, kir_iadd(k, r0, local), G->M, rows % mr != 0, &inside);
+  kir_e kx = kir_iadd(k, k0, padded(k, kir_var(k, kk), depth, steps * w > depth, &inside));
   kir_e ai = G->ta ? kir_iadd(k, kir_imul(k, kx, G->M), row) : kir_iadd(k, kir_imul(k, row, G->K), kx);
-  kir_e val = kir_load(k, A, kir_iadd(k, G->abase, ai));
-  if (inside >= 0) val = kir_select(k, inside, val, kir_const_f(k, DF_F32, 0.0));
+  kir_e val = guarded_load(k, A, kir_iadd(k, G->abase, ai), inside);
   kir_e step = G->bf16 ? idiv(k, kir_var(k, kk), 2) : kir_var(k, kk);
   kir_e qi = kir_iadd(k, kir_imul(k, kir_iadd(k, kir_imul(k, kir_var(k, ir), steps), step), mr), kir_var(k, ii));
   if (G->bf16) qi = kir_iadd(k, kir_imul(k, qi, 2), imod(k, kir_var(k, kk), 2));
@@ -94,25 +121,8 @@ static void row_block(gemm *G, kir_e k0, int64_t depth, kir_e acc, kir_e r0, int
   kir_end(k);
   kir_end(k);
   kir_end(k);
-  /* tiles: a B micro-panel stays in L1 while the row groups pass */
-  int j = kir_for(k, nblk, 0);
-  kir_e c0 = kir_iadd(k, G->n0, kir_imul(k, kir_var(k, j), G->nr));
-  int64_t full = rows / mr, rest = rows % mr;
-  for (int part = 0; part < 2; part++) {
-    int64_t m = part ? rest : mr, count = part ? 1 : full;
-    if (m == 0 || count == 0) continue;
-    kir_e g = part ? kir_const_i(k, full) : kir_var(k, kir_for(k, count, 0));
-    kir_tile t = {Q, P, C, 0, 0, 0, 0, 0, m, G->nr, steps, w, mr * w, G->nr * w, G->N,
-                  G->bf16 ? KT_BF16_PAIRS : KT_F32};
-    t.a = kir_imul(k, g, steps * mr * w);
-    t.b = kir_imul(k, kir_var(k, j), steps * G->nr * w);
-    t.c = kir_iadd(k, G->cbase, kir_iadd(k, kir_imul(k, kir_iadd(k, r0, kir_imul(k, g, mr)), G->N), c0));
-    t.acc = acc;
-    t.n_valid = kir_bin(k, DF_OP_SUB, kir_const_i(k, G->N), c0);
-    kir_tile_dot(k, &t);
-    if (!part) kir_end(k);
-  }
-  kir_end(k);
+  a_operand o = {Q, kir_const_i(k, 0), steps * mr * w, w, mr * w, steps, w};
+  tiles(G, &o, acc, r0, rows);
 }
 
 /* One depth block: `depth` steps of K from k0 (an i64 expression);
@@ -129,19 +139,11 @@ static void depth_block(gemm *G, kir_e k0, int64_t depth, kir_e acc) {
   int kk = G->tb ? o2 : o1, jj = G->tb ? o1 : o2;
   kir_e col = kir_iadd(k, G->n0, kir_iadd(k, kir_imul(k, kir_var(k, jr), G->nr), kir_var(k, jj)));
   /* guards only where there is padding: columns past N, depths past the block */
-  int pad_cols = G->nj * G->nc != G->N, pad_depth = steps * w > depth;
   kir_e inside = -1;
-  if (pad_cols) inside = kir_bin(k, DF_OP_LT, col, kir_const_i(k, G->N));
-  if (pad_depth) {
-    kir_e dk = kir_bin(k, DF_OP_LT, kir_var(k, kk), kir_const_i(k, depth));
-    inside = inside < 0 ? dk : kir_bin(k, DF_OP_MUL, kir_cast(k, DF_I64, inside), kir_cast(k, DF_I64, dk));
-  }
-  kir_e colc = pad_cols ? kir_bin(k, DF_OP_MIN, col, kir_const_i(k, G->N - 1)) : col;
-  kir_e row = kir_iadd(k, k0, steps * w > depth ? kir_bin(k, DF_OP_MIN, kir_var(k, kk), kir_const_i(k, depth - 1))
-                                                  : kir_var(k, kk));
+  kir_e colc = padded(k, col, G->N, G->nj * G->nc != G->N, &inside);
+  kir_e row = kir_iadd(k, k0, padded(k, kir_var(k, kk), depth, steps * w > depth, &inside));
   kir_e bi = G->tb ? kir_iadd(k, kir_imul(k, colc, G->K), row) : kir_iadd(k, kir_imul(k, row, G->N), colc);
-  kir_e val = kir_load(k, B, kir_iadd(k, G->bbase, bi));
-  if (inside >= 0) val = kir_select(k, inside, val, kir_const_f(k, DF_F32, 0.0));
+  kir_e val = guarded_load(k, B, kir_iadd(k, G->bbase, bi), inside);
   kir_e step = G->bf16 ? idiv(k, kir_var(k, kk), 2) : kir_var(k, kk);
   kir_e pi = kir_iadd(k, kir_imul(k, kir_iadd(k, kir_imul(k, kir_var(k, jr), steps), step), G->nr), kir_var(k, jj));
   if (G->bf16) pi = kir_iadd(k, kir_imul(k, pi, 2), imod(k, kir_var(k, kk), 2));

@@ -165,23 +165,21 @@ SHAPE_FN(df_shape_scatter_add) {
   return 0;
 }
 
-REF_FN(df_ref_scatter_add) {
-  const df_node *src = in[1];
+int df_scatter_add_walk(const df_node *n, const df_node *src, double (*index)(const void *ix, int64_t r),
+                        const void *ix, void (*add)(void *ctx, int64_t dst, int64_t src, int64_t S), void *ctx,
+                        df_err *err) {
   int ax = (int)n->attrs.ia[0];
   int64_t S = 1, No = n->shape[ax], M = src->shape[ax];
   for (int i = ax + 1; i < n->ndim; i++) S *= n->shape[i];
   int64_t Q = df_shape_numel(ax, src->shape);
   int64_t qs[DF_MAX_DIMS], idx[DF_MAX_DIMS] = {0}, qoff = 0;
   df_broadcast_strides(ax, n->shape, ax, src->shape, qs);
-  memset(y, 0, (size_t)df_node_numel(n) * sizeof *y);
   for (int64_t q = 0; q < Q; q++) {
     for (int64_t m = 0; m < M; m++) {
-      double p = x[0][q * M + m];
+      double p = index(ix, q * M + m);
       if (!(p >= 0 && p < (double)No) || p != floor(p))
         return df_err_set(err, DF_ERUNTIME, "index %g out of range [0, %lld)", p, (long long)No);
-      double *dst = y + (qoff * No + (int64_t)p) * S;
-      const double *s = x[1] + (q * M + m) * S;
-      for (int64_t k = 0; k < S; k++) dst[k] += s[k];
+      add(ctx, (qoff * No + (int64_t)p) * S, (q * M + m) * S, S);
     }
     for (int d = ax - 1; d >= 0; d--) {
       idx[d]++;
@@ -192,6 +190,24 @@ REF_FN(df_ref_scatter_add) {
     }
   }
   return 0;
+}
+
+static double index_f64(const void *ix, int64_t r) { return ((const double *)ix)[r]; }
+
+typedef struct add_f64 {
+  double *y;
+  const double *x;
+} add_f64;
+
+static void add_rows_f64(void *ctx, int64_t dst, int64_t src, int64_t S) {
+  add_f64 *a = ctx;
+  for (int64_t k = 0; k < S; k++) a->y[dst + k] += a->x[src + k];
+}
+
+REF_FN(df_ref_scatter_add) {
+  add_f64 a = {y, x[1]};
+  memset(y, 0, (size_t)df_node_numel(n) * sizeof *y);
+  return df_scatter_add_walk(n, in[1], index_f64, x[0], add_rows_f64, &a, err);
 }
 
 GRAD_FN(df_grad_gather) {

@@ -64,6 +64,15 @@ int df_broadcast(int na, const int64_t *a, int nb, const int64_t *b, int *nout,
 void df_broadcast_strides(int nin, const int64_t *in_shape, int nout,
                           const int64_t *out_shape, int64_t *strides);
 
+/* scatter_add's walk (ops/index.c): for each source row r = q * M + m of
+** node n's source `src` (S elements each), add(ctx, dst, src, S) with the
+** element offsets of the result row it adds into and of the source row;
+** index(ix, r) is that row's index.  An index out of range (or not an
+** integer) stops the walk with the reference's error. */
+int df_scatter_add_walk(const df_node *n, const df_node *src, double (*index)(const void *ix, int64_t r),
+                        const void *ix, void (*add)(void *ctx, int64_t dst, int64_t src, int64_t S), void *ctx,
+                        df_err *err);
+
 /* Row-major strides. */
 void df_strides(int ndim, const int64_t *shape, int64_t *strides);
 

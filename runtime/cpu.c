@@ -24,7 +24,7 @@
 #include "compiler/codegen_llvm.h"
 #include "compiler/gemm.h"
 #include "compiler/schedule.h"
-#include "ops/ops_impl.h" /* df_broadcast_strides, as the reference scatter_add */
+#include "ops/ops_impl.h" /* df_scatter_add_walk, the reference scatter_add's */
 #include "runtime/attention_cpu.h"
 #include "runtime/cpu_gemm.h"
 #include "runtime/profile.h"
@@ -346,36 +346,27 @@ void df_cpu_matmul_blas(const df_graph *g, const df_node *n, void *A, void *B, v
 /* scatter_add in float32 (ops/index.c's semantics: out starts at zero,
 ** out[q', idx[q, m], s] += src[q, m, s], q' with the result's size-1
 ** leading dims pinned to 0); DF_EUNSUPPORTED for other dtypes. */
+static double index_i64(const void *ix, int64_t r) { return (double)((const int64_t *)ix)[r]; }
+static double index_i32(const void *ix, int64_t r) { return ((const int32_t *)ix)[r]; }
+
+typedef struct add_f32 {
+  float *y;
+  const float *x;
+} add_f32;
+
+static void add_rows_f32(void *ctx, int64_t dst, int64_t src, int64_t S) {
+  add_f32 *a = ctx;
+  for (int64_t k = 0; k < S; k++) a->y[dst + k] += a->x[src + k];
+}
+
 static int scatter_add_f32(const df_graph *g, const df_node *n, void *const *in, void *out, df_err *err) {
   const df_node *ix = df_graph_node(g, n->inputs[0]), *src = df_graph_node(g, n->inputs[1]);
   if (n->dtype != DF_F32 || (ix->dtype != DF_I64 && ix->dtype != DF_I32)) return DF_EUNSUPPORTED;
-  int ax = (int)n->attrs.ia[0];
-  int64_t S = 1, No = n->shape[ax], M = src->shape[ax];
-  for (int i = ax + 1; i < n->ndim; i++) S *= n->shape[i];
-  int64_t Q = df_shape_numel(ax, src->shape);
-  int64_t qs[DF_MAX_DIMS], idx[DF_MAX_DIMS] = {0}, qoff = 0;
-  df_broadcast_strides(ax, n->shape, ax, src->shape, qs);
-  float *y = out;
-  const float *x = in[1];
-  memset(y, 0, (size_t)df_shape_numel(n->ndim, n->shape) * sizeof *y);
-  for (int64_t q = 0; q < Q; q++) {
-    for (int64_t m = 0; m < M; m++) {
-      int64_t p = ix->dtype == DF_I64 ? ((const int64_t *)in[0])[q * M + m] : ((const int32_t *)in[0])[q * M + m];
-      if (p < 0 || p >= No)
-        return df_err_set(err, DF_ERUNTIME, "%s:%d: scatter_add: index %lld out of range [0, %lld)", n->file,
-                          n->line, (long long)p, (long long)No);
-      float *dst = y + (qoff * No + p) * S;
-      const float *s = x + (q * M + m) * S;
-      for (int64_t k = 0; k < S; k++) dst[k] += s[k];
-    }
-    for (int d = ax - 1; d >= 0; d--) {
-      idx[d]++;
-      qoff += qs[d];
-      if (idx[d] < src->shape[d]) break;
-      qoff -= qs[d] * idx[d];
-      idx[d] = 0;
-    }
-  }
+  add_f32 a = {out, in[1]};
+  memset(out, 0, (size_t)df_shape_numel(n->ndim, n->shape) * sizeof(float));
+  df_err e = {0};
+  if (df_scatter_add_walk(n, src, ix->dtype == DF_I64 ? index_i64 : index_i32, in[0], add_rows_f32, &a, &e))
+    return df_err_set(err, e.code, "%s:%d: scatter_add: %s", n->file, n->line, e.msg);
   return 0;
 }
 

@@ -54,6 +54,13 @@ static int parse_params(const char *s, df_gemm_params *p) {
   return 0;
 }
 
+/* A stored choice's text as DF_GEMM_BLAS or DF_GEMM_GENERATED (*p), or
+** -1 when it is not one. */
+static int choice_of(const char *config, df_gemm_params *p) {
+  if (strcmp(config, "blas") == 0) return DF_GEMM_BLAS;
+  return parse_params(config, p) == 0 ? DF_GEMM_GENERATED : -1;
+}
+
 /* The cache key of node n's choice: its shapes (all the GEMM depends on),
 ** the host and the OpenBLAS core it is timed against. */
 typedef struct choice_key {
@@ -222,7 +229,7 @@ int df_cpu_gemm_choose(const df_graph *g, const df_node *n, df_gemm_params *prm,
   key_for(g, n, &ck);
   df_cache_entry ent = {0};
   if (cache && df_cache_probe(cache, &ck.key, &ent, NULL) == 1) { /* a miss is the usual case: not counted */
-    int c = strcmp(ent.config, "blas") == 0 ? DF_GEMM_BLAS : parse_params(ent.config, prm) == 0 ? DF_GEMM_GENERATED : -1;
+    int c = choice_of(ent.config, prm);
     if (c >= 0) snprintf(why, nwhy, "%s (stored)", ent.config);
     df_cache_entry_free(&ent);
     if (c >= 0) return c;
@@ -238,7 +245,7 @@ int df_cpu_gemm_choose(const df_graph *g, const df_node *n, df_gemm_params *prm,
     /* another process may have stored its winner first: every process uses that one */
     if (df_cache_put(cache, &ck.key, "", 0, cfg, times, NULL) == DF_CACHE_KEPT &&
         df_cache_get(cache, &ck.key, &ent, NULL) == 1) {
-      int s = strcmp(ent.config, "blas") == 0 ? DF_GEMM_BLAS : parse_params(ent.config, prm) == 0 ? DF_GEMM_GENERATED : -1;
+      int s = choice_of(ent.config, prm);
       if (s >= 0) {
         c = s;
         snprintf(cfg, sizeof cfg, "%s", ent.config);

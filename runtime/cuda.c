@@ -274,6 +274,7 @@ struct df_plan {
   } *kept;
   int nkept, cap_kept;
   int *slot_kept;       /* per slot: the kept tensor last bound to it, or -1 */
+  int first_in_place;   /* the first step writing an output into its feed, or -1 */
 };
 
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
@@ -410,6 +411,8 @@ static int plan_layout(df_plan *p, df_err *err) {
   return 0;
 }
 
+static int first_in_place_step(const df_schedule *s);
+
 static df_plan *cuda_compile(const df_graph *g, const df_node_id *outputs, int n_out, df_err *err) {
   if (gpu_ready(err)) return NULL;
   double t0 = now_s();
@@ -435,6 +438,7 @@ static df_plan *cuda_compile(const df_graph *g, const df_node_id *outputs, int n
     goto done;
   }
   if ((rc = plan_layout(p, err))) goto done;
+  p->first_in_place = first_in_place_step(s);
   int nfn = 0;
   for (int i = 0; i < s->nsteps; i++) nfn += s->steps[i].kind != DF_STEP_MATMUL;
   if (nfn > 0) {
@@ -695,16 +699,20 @@ static int device_only_kept(const df_plan *p) {
   return 0;
 }
 
-/* The first step that writes an output in place into its feed, or -1.
-** The schedule runs every step that can reject its input (mask_index)
-** before it. */
-static int first_in_place_step(const df_plan *p) {
-  const df_schedule *s = p->s;
-  for (int i = 0; i < s->nsteps; i++)
-    for (int j = 0; j < s->steps[i].nout; j++)
-      for (int o = 0; o < s->n_out; o++)
-        if (s->out_alias[o] && df_step_out_slot(&s->steps[i], j) == s->out_slots[o]) return i;
-  return -1;
+/* The first step that writes an output in place into its feed, or -1
+** (at compile time).  The schedule runs every step that can reject its
+** input (mask_index) before it. */
+static int first_in_place_step(const df_schedule *s) {
+  unsigned char *aliased = calloc((size_t)s->nslots + 1, 1);
+  int first = -1;
+  if (!aliased) return 0; /* out of memory: fence at the first step, still correct */
+  for (int o = 0; o < s->n_out; o++)
+    if (s->out_alias[o]) aliased[s->out_slots[o]] = 1;
+  for (int i = 0; i < s->nsteps && first < 0; i++)
+    for (int j = 0; j < s->steps[i].nout && first < 0; j++)
+      if (aliased[df_step_out_slot(&s->steps[i], j)]) first = i;
+  free(aliased);
+  return first;
 }
 
 /* The steps so far finished, and none rejected its input: before the
@@ -828,7 +836,7 @@ static int cuda_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor 
     }
     for (int i = 0; i <= s->nsteps; i++) CU_CHECK(df_cu.cuEventCreate(&p->ev[i], CU_EVENT_DEFAULT));
   }
-  int fence = device_only_kept(p) ? first_in_place_step(p) : -1;
+  int fence = device_only_kept(p) ? p->first_in_place : -1;
   for (int i = 0; i < s->nsteps; i++) {
     if (i == fence && (rc = status_so_far(p, err))) goto done;
     if (prof_on) CU_CHECK(df_cu.cuEventRecord(p->ev[i], gpu.stream));

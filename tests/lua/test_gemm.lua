@@ -37,18 +37,24 @@ local CASES = {
   {{4, 0}, {0, 5}},                -- an empty depth: zeros
 }
 
+-- Case c on cpu with the products in `mode`, against ref: relative and
+-- absolute error, the case's name.
+local function against_ref(c, mode)
+  local g, y, feeds = product(c[1], c[2], c[3])
+  local want = assert(assert(core.compile(g, {y}, "ref")):run(feeds))[1]
+  local prev = core.set_gemm(mode)
+  local plan, err = core.compile(g, {y}, "cpu")
+  core.set_gemm(prev)
+  T.ok(plan, err)
+  local rel, abs = df.compare(assert(plan:run(feeds))[1], want)
+  local name = table.concat(c[1], "x") .. " . " .. table.concat(c[2], "x") ..
+    (c[3] and ((c[3].ta and " ta" or "") .. (c[3].tb and " tb" or "")) or "")
+  return rel, abs, name
+end
+
 T.test("generated_gemm_matches_ref", function()
   for _, c in ipairs(CASES) do
-    local g, y, feeds = product(c[1], c[2], c[3])
-    local want = assert(assert(core.compile(g, {y}, "ref")):run(feeds))[1]
-    local prev = core.set_gemm("generated")
-    local plan, err = core.compile(g, {y}, "cpu")
-    core.set_gemm(prev)
-    T.ok(plan, err)
-    local got = assert(plan:run(feeds))[1]
-    local rel, abs = df.compare(got, want)
-    local name = table.concat(c[1], "x") .. " . " .. table.concat(c[2], "x") ..
-      (c[3] and ((c[3].ta and " ta" or "") .. (c[3].tb and " tb" or "")) or "")
+    local rel, abs, name = against_ref(c, "generated")
     T.ok(rel < 2e-6 or (abs == 0), name .. ": relative error " .. rel)
   end
 end)
@@ -85,15 +91,7 @@ T.test("bf16_mode_products_to_bfloat16_precision", function()
   end
   core.set_gemm("blas")
   for _, c in ipairs(CASES) do
-    local g, y, feeds = product(c[1], c[2], c[3])
-    local want = assert(assert(core.compile(g, {y}, "ref")):run(feeds))[1]
-    local prev = core.set_gemm("bf16")
-    local plan, err = core.compile(g, {y}, "cpu")
-    core.set_gemm(prev)
-    T.ok(plan, err)
-    local got = assert(plan:run(feeds))[1]
-    local rel, abs = df.compare(got, want)
-    local name = table.concat(c[1], "x") .. " . " .. table.concat(c[2], "x")
+    local rel, abs, name = against_ref(c, "bf16")
     local depth = (c[3] and c[3].ta) and c[1][#c[1] - 1] or c[1][#c[1]]
     if depth == 0 then
       T.ok(abs == 0, name .. ": an empty depth gives zeros")
