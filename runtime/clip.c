@@ -39,6 +39,11 @@ struct df_clip {
   int64_t n;
   int w, h;
   char **files; /* frame images: n paths in frame order; NULL for a video */
+  /* a video whose every packet has a pts: the n pts in presentation order
+     and the keyframes' pts (sorted), for seeking; else NULL (decoded from
+     the start) */
+  int64_t *pts, *keys;
+  int64_t nkeys;
 };
 
 static const char *quote(char *buf, const char *s) {
@@ -382,10 +387,27 @@ static int video_open(const char *path, const char *qpath, int with_decoder, vid
   return DF_OK;
 }
 
+static int i64_cmp(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+/* Make *a hold at least `need` entries (capacity *cap); 0 when out of memory. */
+static int grow64(int64_t **a, int64_t *cap, int64_t need) {
+  if (need <= *cap) return 1;
+  int64_t nc = *cap ? *cap * 2 : 256;
+  while (nc < need) nc *= 2;
+  int64_t *na = realloc(*a, (size_t)nc * sizeof *na);
+  if (!na) return 0;
+  *a = na, *cap = nc;
+  return 1;
+}
+
 /*
 ** Open a video clip: the size from the stream parameters, the frame count
 ** by demuxing every packet of the stream (no decoding).  A packet read
-** error ends the stream, as it does for decoding.
+** error ends the stream, as it does for decoding.  The packets' pts and
+** keyframes are kept for seeking (video_read).
 */
 static int video_probe(df_clip *c, df_err *err) {
   video v;
@@ -397,16 +419,49 @@ static int video_probe(df_clip *c, df_err *err) {
   c->h = par->height;
   AVPacket *pkt = rc ? NULL : av_packet_alloc();
   if (!rc && !pkt) rc = df_err_set(err, DF_ENOMEM, "%s: out of memory", c->qpath);
-  int64_t n = 0;
+  int64_t n = 0, cap = 0, nk = 0, kcap = 0;
+  int64_t *pts = NULL, *keys = NULL;
+  int seekable = 1;
   while (!rc && av_read_frame(v.fc, pkt) >= 0) {
-    if (pkt->stream_index == v.stream && !(pkt->flags & AV_PKT_FLAG_DISCARD)) n++;
+    if (pkt->stream_index == v.stream && !(pkt->flags & AV_PKT_FLAG_DISCARD)) {
+      n++;
+      if (seekable && pkt->pts == AV_NOPTS_VALUE) seekable = 0;
+      if (seekable && !grow64(&pts, &cap, n)) seekable = 0;
+      if (seekable) pts[n - 1] = pkt->pts;
+      if (seekable && (pkt->flags & AV_PKT_FLAG_KEY)) {
+        if (grow64(&keys, &kcap, nk + 1)) keys[nk++] = pkt->pts;
+        else seekable = 0;
+      }
+    }
     av_packet_unref(pkt);
   }
   av_packet_free(&pkt);
   video_close(&v);
   if (!rc && n == 0) rc = df_err_set(err, DF_EFORMAT, "%s: the video has no frames", c->qpath);
   c->n = n;
+  if (!rc && seekable && nk > 0) {
+    qsort(pts, (size_t)n, sizeof *pts, i64_cmp);
+    qsort(keys, (size_t)nk, sizeof *keys, i64_cmp);
+    for (int64_t i = 1; i < n && seekable; i++) seekable = pts[i] != pts[i - 1]; /* unique */
+  }
+  if (!rc && seekable && nk > 0) {
+    c->pts = pts, c->keys = keys, c->nkeys = nk;
+  } else {
+    free(pts);
+    free(keys);
+  }
   return rc;
+}
+
+/* The index of value x in the sorted a[0..n), or -1. */
+static int64_t find64(const int64_t *a, int64_t n, int64_t x) {
+  int64_t lo = 0, hi = n;
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo) / 2;
+    if (a[mid] < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < n && a[lo] == x ? lo : -1;
 }
 
 /* (frame index, output position), sorted by index then position. */
@@ -422,13 +477,33 @@ static int want_cmp(const void *a, const void *b) {
 
 /*
 ** Decode the frames ws[0..n) (sorted) of a video into out ([*, H, W, 3],
-** frame at ws[j].pos).  Decodes from the start up to the last wanted
-** frame, converting only the wanted ones.
+** frame at ws[j].pos), converting only the wanted ones.  Without `seek`
+** it decodes from the start and counts frames; with it, it seeks to the
+** last keyframe at or before the first wanted frame and names each
+** decoded frame by its pts (c->pts).  Whenever the seek cannot be
+** trusted (the seek fails, a frame has an unknown pts, a wanted frame is
+** passed by) it sets *retry and returns without an error: the caller
+** decodes from the start instead.
 */
-static int video_read(df_clip *c, const want *ws, int64_t n, unsigned char *out, df_err *err) {
+static int video_decode(df_clip *c, const want *ws, int64_t n, unsigned char *out, int seek, int *retry,
+                        df_err *err) {
   video v;
   int rc = video_open(c->path, c->qpath, 1, &v, err);
   if (rc) return rc;
+  if (seek) {
+    int64_t target = c->pts[ws[0].idx], lo = 0, hi = c->nkeys; /* last key <= target */
+    while (lo < hi) {
+      int64_t mid = lo + (hi - lo) / 2;
+      if (c->keys[mid] <= target) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo == 0 || av_seek_frame(v.fc, v.stream, c->keys[lo - 1], AVSEEK_FLAG_BACKWARD) < 0) {
+      video_close(&v);
+      *retry = 1;
+      return DF_OK;
+    }
+    avcodec_flush_buffers(v.cc);
+  }
   const size_t row = (size_t)c->w * 3, fbytes = row * (size_t)c->h;
   AVPacket *pkt = av_packet_alloc();
   AVFrame *fr = av_frame_alloc();
@@ -437,12 +512,20 @@ static int video_read(df_clip *c, const want *ws, int64_t n, unsigned char *out,
   struct SwsContext *sws = NULL;
   if (!pkt || !fr || av_image_alloc(rgb, rgb_ls, c->w, c->h, AV_PIX_FMT_RGB24, 64) < 0)
     rc = df_err_set(err, DF_ENOMEM, "%s: out of memory", c->qpath);
-  int64_t k = 0, j = 0; /* frames decoded so far; next wanted entry */
+  int64_t k = 0, j = 0; /* this frame's index; next wanted entry */
   int input_done = 0;
   char what[96];
-  while (!rc && j < n) {
+  while (!rc && j < n && !*retry) {
     int r = avcodec_receive_frame(v.cc, fr);
     if (r == 0) {
+      if (seek) {
+        int64_t p = fr->best_effort_timestamp;
+        k = p == AV_NOPTS_VALUE ? -1 : find64(c->pts, c->n, p);
+        if (k < 0 || k > ws[j].idx) {
+          *retry = 1;
+          break;
+        }
+      }
       if (ws[j].idx == k) {
         if (fr->width != c->w || fr->height != c->h) {
           rc = df_err_set(err, DF_EFORMAT, "%s: frame %lld is %dx%d, but the video is %dx%d",
@@ -468,8 +551,11 @@ static int video_read(df_clip *c, const want *ws, int64_t n, unsigned char *out,
     } else if (r == AVERROR_EOF) {
       break;
     } else if (r != AVERROR(EAGAIN)) {
-      snprintf(what, sizeof what, "cannot decode frame %lld", (long long)k);
-      rc = av_fail(c->qpath, what, r, err);
+      if (seek) *retry = 1; /* judged by the decode from the start */
+      else {
+        snprintf(what, sizeof what, "cannot decode frame %lld", (long long)k);
+        rc = av_fail(c->qpath, what, r, err);
+      }
     } else if (input_done) {
       break; /* a decoder that wants input after the flush: nothing more comes */
     } else if (av_read_frame(v.fc, pkt) < 0) {
@@ -479,14 +565,18 @@ static int video_read(df_clip *c, const want *ws, int64_t n, unsigned char *out,
       if (pkt->stream_index == v.stream) {
         r = avcodec_send_packet(v.cc, pkt);
         if (r < 0 && r != AVERROR(EAGAIN)) {
-          snprintf(what, sizeof what, "cannot decode frame %lld", (long long)k);
-          rc = av_fail(c->qpath, what, r, err);
+          if (seek) *retry = 1;
+          else {
+            snprintf(what, sizeof what, "cannot decode frame %lld", (long long)k);
+            rc = av_fail(c->qpath, what, r, err);
+          }
         }
       }
       av_packet_unref(pkt);
     }
   }
-  if (!rc && j < n)
+  if (seek && !rc && j < n) *retry = 1; /* ended early after a seek: decode from the start */
+  if (!rc && !*retry && j < n)
     rc = df_err_set(err, DF_EFORMAT, "%s: frame %lld could not be decoded (the video ends after %lld of %lld frames)",
                     c->qpath, (long long)ws[j].idx, (long long)k, (long long)c->n);
   sws_freeContext(sws);
@@ -495,6 +585,18 @@ static int video_read(df_clip *c, const want *ws, int64_t n, unsigned char *out,
   av_packet_free(&pkt);
   video_close(&v);
   return rc;
+}
+
+/* Decode the wanted frames: seeking where the video allows it (a long
+** video's late window costs its GOP, not everything before it). */
+static int video_read(df_clip *c, const want *ws, int64_t n, unsigned char *out, df_err *err) {
+  int retry = 0;
+  if (c->pts) {
+    int rc = video_decode(c, ws, n, out, 1, &retry, err);
+    if (rc || !retry) return rc;
+    retry = 0;
+  }
+  return video_decode(c, ws, n, out, 0, &retry, err);
 }
 
 /* ======================================================== folders */
@@ -619,6 +721,8 @@ void df_clip_close(df_clip *c) {
   if (!c) return;
   for (int64_t i = 0; c->files && i < c->n; i++) free(c->files[i]);
   free(c->files);
+  free(c->pts);
+  free(c->keys);
   free(c->path);
   free(c);
 }

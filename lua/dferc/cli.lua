@@ -29,6 +29,10 @@ commands:
            fine-tuning with RandAugment, mixup/cutmix, layer decay; then eval on test.csv
   eval     --data_path DIR --nb_classes 7 --finetune CKPT [--test_num_segment 2] [--test_num_crop 2]
            UAR, WAR, weighted F1, per-class recall and the confusion matrix
+  reconstruct CHECKPOINT CLIP [CLIP ...] [--out PNG] [--seed S]
+           the paper's reconstruction figure for any clips (video files or frame
+           folders) from a pre-training checkpoint: original, masked input,
+           reconstruction, frame-difference target and prediction
   forward  [--kind finetune|pretrain] [--config C.json] [KEY=VALUE ...] [--device D]
            [--seed S] [--model SCRIPT.lua] [--dump DIR] [--finetune CKPT]
            build a model (full size by default), fill it with its own random
@@ -594,7 +598,7 @@ end
 
 -- The commands that compile kernels, and so take --tune.
 local TUNES = {bench = true, forward = true, ["run-io"] = true, pretrain = true, finetune = true, eval = true,
-  demo = true}
+  demo = true, reconstruct = true}
 
 function cli.main(args)
   local cmd = args[1]
@@ -605,6 +609,7 @@ function cli.main(args)
     pretrain = function(a) return require("dferc.cmd.pretrain").main(a) end,
     finetune = function(a) return require("dferc.cmd.finetune").main(a) end,
     eval = function(a) return require("dferc.cmd.eval").main(a) end,
+    reconstruct = function(a) return require("dferc.cmd.reconstruct").main(a) end,
     demo = function(a) return require("dferc.cmd.demo").main(a) end,
     ["make-demo-data"] = function(a) return require("dferc.make_demo_data").main(a) end,
     ["run-io"] = cli.run_io, graph = cli.graph, forward = cli.forward, run = cli.run,

@@ -203,10 +203,13 @@ function C.start(step, model, o, init_hook)
 end
 
 -- Save checkpoint-EPOCH and checkpoint-latest in the output folder.
-function C.save(step, o, epoch, kind)
+-- extra: more metadata (strings), saved as user.<key>
+function C.save(step, o, epoch, kind, extra)
   local path = string.format("%s/checkpoint-%d.safetensors", o.output_dir, epoch)
+  local meta = {epoch = epoch, kind = kind}
+  for k, v in pairs(extra or {}) do meta[k] = v end
   for _, target in ipairs {path, o.output_dir .. "/checkpoint-latest.safetensors"} do
-    local ok, err = step:save(target, {epoch = epoch, kind = kind})
+    local ok, err = step:save(target, meta)
     if not ok then C.fail("%s", err) end
   end
   print("saved " .. path)

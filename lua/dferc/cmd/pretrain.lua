@@ -30,6 +30,21 @@ M.flags = {
   model = "", seed = 0, save_ckpt_freq = 20, resume = "", num_workers = 2, max_steps = 0, quiet = false,
 }
 
+--[[
+The input geometry and model keys a checkpoint was trained with, as JSON
+in its metadata (user.geometry), so that `dferc reconstruct` rebuilds the
+same model: input_size, num_frames, sampling_rate, lg_region_size,
+mask_type, mask_ratio, win_size, model (the script, "" for the default)
+and sets (the KEY=VALUE config keys).
+]]
+function M.geometry_json(o, sets)
+  local keys = {}
+  for _, kv in ipairs(sets) do keys[kv[1]] = kv[2] end
+  return require("dferc.bench").json({input_size = o.input_size, num_frames = o.num_frames,
+    sampling_rate = o.sampling_rate, lg_region_size = o.lg_region_size, mask_type = o.mask_type,
+    mask_ratio = o.mask_ratio, win_size = o.win_size, model = o.model, sets = next(keys) and keys or nil})
+end
+
 function M.main(args)
   local o, sets = C.parse(args, M.flags)
   if o.data_path == "" then C.fail("pretrain: --data_path is required") end
@@ -108,7 +123,7 @@ function M.main(args)
     batches.loader:close()
     if st.skipped > 0 then print(string.format("epoch %d: %d clips skipped (see the warnings)", epoch + 1, st.skipped)) end
     if (epoch + 1) % o.save_ckpt_freq == 0 or epoch + 1 == o.epochs or (o.max_steps > 0 and it >= o.max_steps) then
-      C.save(step, o, epoch, "pretrain")
+      C.save(step, o, epoch, "pretrain", {geometry = M.geometry_json(o, sets)})
     end
     if o.max_steps > 0 and it >= o.max_steps then break end
   end
