@@ -442,7 +442,8 @@ static const char lib_prelude[] =
 static int lib_dtype_ok(df_dtype t) { return t == DF_F32 || t == DF_F64; }
 
 int df_cuda_lib_parts(const df_schedule *s, int step) {
-  return df_graph_node(s->g, s->steps[step].node)->op == DF_OP_ATTENTION_GRAD ? 2 : 1;
+  df_op op = df_graph_node(s->g, s->steps[step].node)->op;
+  return op == DF_OP_ATTENTION_GRAD || op == DF_OP_RECON_LOSS ? 2 : 1;
 }
 
 void df_cuda_lib_symbol(const df_schedule *s, int step, int part, char *buf, size_t n) {
@@ -471,6 +472,10 @@ static void att_dims(const df_schedule *s, const df_node *nd, int64_t *nb, int64
 
 size_t df_cuda_lib_scratch(const df_schedule *s, int step) {
   const df_node *nd = df_graph_node(s->g, s->steps[step].node);
+  if (nd->op == DF_OP_RECON_LOSS) { /* one partial sum per masked token */
+    const df_node *pred = df_graph_node(s->g, nd->inputs[0]);
+    return (size_t)(pred->shape[0] * pred->shape[1]) * sizeof(double);
+  }
   if (nd->op != DF_OP_ATTENTION_GRAD) return 0;
   int64_t nb, N, M, d;
   att_dims(s, nd, &nb, &N, &M, &d);
@@ -485,6 +490,11 @@ int64_t df_cuda_lib_threads(const df_schedule *s, int step, int part) {
   case DF_OP_ATTENTION_GRAD:
     att_dims(s, nd, &nb, &N, &M, &d);
     return nb * (part ? M : N);
+  case DF_OP_RECON_LOSS:
+  case DF_OP_RECON_LOSS_GRAD: { /* a thread per masked token; the loss's sum: one */
+    const df_node *pred = df_graph_node(s->g, nd->inputs[0]);
+    return nd->op == DF_OP_RECON_LOSS && part ? 1 : pred->shape[0] * pred->shape[1];
+  }
   case DF_OP_MASK_INDEX: return nd->shape[0];
   case DF_OP_SCATTER_ADD: {
     int ax = (int)nd->attrs.ia[0]; /* one thread per output column (q', s) */
@@ -627,6 +637,117 @@ static int print_attention(const df_schedule *s, int step, const df_node *nd, FI
   return 0;
 }
 
+/*
+** recon_loss / recon_loss_grad (ops/recon.c): one thread per masked token
+** computes its tubelet's per-channel mean and unbiased std (float64), then
+** walks its prediction row forming each target value from the pixels.
+** The loss: part 0 writes each token's squared error to scratch, part 1
+** (one thread) sums them in token order, so the result does not depend on
+** the launch; the gradient: one part, gy * 2 (pred - target) / (B M P).
+*/
+/* recon_loss's per-token body: mu, sd and the walk over the row; `elem`
+** is the statement run for each (j, d = pred - target). */
+static void print_recon_token(FILE *f, const df_node *nd, const df_node *pred, const df_node *pix, int step,
+                              const char *on_bad, const char *elem) {
+  int64_t M = pred->shape[1], P = pred->shape[2];
+  int64_t C = pix->shape[1], T = pix->shape[2], H = pix->shape[3], W = pix->shape[4];
+  int64_t tub = nd->attrs.ia[0], pat = nd->attrs.ia[1], nh = H / pat, nw = W / pat, N = T / tub * nh * nw;
+  const char *Ty = ctype(nd->dtype);
+  fprintf(f,
+          "  const long long b = r / %" PRId64 "LL, tok = idx[r];\n"
+          "  if (tok < 0 || tok >= %" PRId64 "LL) {\n"
+          "    dferc_fail(status, %d, %d, tok, %" PRId64 "LL, 0, 0);\n"
+          "%s"
+          "    return;\n"
+          "  }\n",
+          M, N, DF_CUDA_ST_INDEX, step, N, on_bad);
+  fprintf(f,
+          "  const long long t0 = tok / %" PRId64 "LL * %" PRId64 "LL, y0 = tok / %" PRId64 "LL %% %" PRId64
+          "LL * %" PRId64 "LL, x0 = tok %% %" PRId64 "LL * %" PRId64 "LL;\n",
+          nh * nw, tub, nw, nh, pat, nw, pat);
+  fprintf(f,
+          "  const %s *base = pix + b * %" PRId64 "LL;\n"
+          "  double mu[%" PRId64 "], sd[%" PRId64 "];\n"
+          "  for (int c = 0; c < %" PRId64 "; c++) {\n"
+          "    const %s *pl = base + c * %" PRId64 "LL;\n"
+          "    double sum = 0, ss = 0;\n",
+          Ty, C * T * H * W, C, C, C, Ty, T * H * W);
+  for (int pass = 0; pass < 2; pass++) {
+    fprintf(f,
+            "    for (int f = 0; f < %" PRId64 "; f++)\n"
+            "      for (int yy = 0; yy < %" PRId64 "; yy++)\n"
+            "        for (int xx = 0; xx < %" PRId64 "; xx++) {\n"
+            "          const double v = (double)pl[((t0 + f) * %" PRId64 "LL + y0 + yy) * %" PRId64 "LL + x0 + xx];\n"
+            "%s"
+            "        }\n",
+            tub, pat, pat, H, W, pass ? "          ss += (v - m) * (v - m);\n" : "          sum += v;\n");
+    if (!pass) fprintf(f, "    const double m = sum / %" PRId64 ".0;\n", tub * pat * pat);
+  }
+  fprintf(f,
+          "    mu[c] = m;\n"
+          "    sd[c] = sqrt(ss / %" PRId64 ".0) + %.17g;\n"
+          "  }\n"
+          "  const %s *p = pred + r * %" PRId64 "LL;\n"
+          "  double acc = 0;\n"
+          "  for (int f = 0; f < %" PRId64 "; f++)\n"
+          "    for (int yy = 0; yy < %" PRId64 "; yy++)\n"
+          "      for (int xx = 0; xx < %" PRId64 "; xx++)\n"
+          "        for (int c = 0; c < %" PRId64 "; c++) {\n"
+          "          const %s *q = base + c * %" PRId64 "LL + ((t0 + f) * %" PRId64 "LL + y0 + yy) * %" PRId64
+          "LL + x0 + xx;\n"
+          "          double v = ((double)q[0] - mu[c]) / sd[c];\n"
+          "          if (f > 0) v -= ((double)q[-%" PRId64 "LL] - mu[c]) / sd[c];\n"
+          "          const long long j = ((f * %" PRId64 "LL + yy) * %" PRId64 "LL + xx) * %" PRId64 "LL + c;\n"
+          "          const double d = (double)p[j] - v;\n"
+          "%s"
+          "        }\n",
+          tub * pat * pat - 1, nd->attrs.fa[0], Ty, P, tub, pat, pat, C, Ty, T * H * W, H, W, H * W, pat, pat, C, elem);
+}
+
+static int print_recon(const df_schedule *s, int step, const df_node *nd, FILE *f) {
+  const df_node *pred = df_graph_node(s->g, nd->inputs[0]), *pix = df_graph_node(s->g, nd->inputs[1]);
+  int64_t rows = pred->shape[0] * pred->shape[1];
+  double scale = 1.0 / (double)(rows * pred->shape[2]);
+  const char *Ty = ctype(nd->dtype);
+  char sym[96], elem[160];
+  df_cuda_lib_symbol(s, step, 0, sym, sizeof sym);
+  if (nd->op == DF_OP_RECON_LOSS_GRAD) {
+    fprintf(f,
+            "extern \"C\" __global__ void %s(const %s *__restrict__ pred, const %s *__restrict__ pix,\n"
+            "    const long long *__restrict__ idx, const %s *__restrict__ gy, %s *__restrict__ y, long long *status,\n"
+            "    double *scratch) {\n"
+            "  const long long r = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n"
+            "  if (r >= %" PRId64 "LL) return;\n"
+            "  const double g = (double)gy[0] * 2.0 * %.17g;\n",
+            sym, Ty, Ty, Ty, Ty, rows, scale);
+    snprintf(elem, sizeof elem, "          y[r * %" PRId64 "LL + j] = (%s)(g * d);\n", pred->shape[2], Ty);
+    print_recon_token(f, nd, pred, pix, step, "", elem);
+    fprintf(f, "  (void)acc;\n}\n\n");
+    return 0;
+  }
+  /* part 0: per token, its squared error into scratch */
+  fprintf(f,
+          "extern \"C\" __global__ void %s(const %s *__restrict__ pred, const %s *__restrict__ pix,\n"
+          "    const long long *__restrict__ idx, %s *__restrict__ y, long long *status, double *scratch) {\n"
+          "  const long long r = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n"
+          "  if (r >= %" PRId64 "LL) return;\n",
+          sym, Ty, Ty, Ty, rows);
+  print_recon_token(f, nd, pred, pix, step, "    scratch[r] = 0;\n", "          acc += d * d;\n");
+  fprintf(f, "  scratch[r] = acc;\n}\n\n");
+  /* part 1: one thread sums them in token order */
+  df_cuda_lib_symbol(s, step, 1, sym, sizeof sym);
+  fprintf(f,
+          "extern \"C\" __global__ void %s(const %s *__restrict__ pred, const %s *__restrict__ pix,\n"
+          "    const long long *__restrict__ idx, %s *__restrict__ y, long long *status, double *scratch) {\n"
+          "  if (blockIdx.x * blockDim.x + threadIdx.x != 0) return;\n"
+          "  double acc = 0;\n"
+          "  for (long long r = 0; r < %" PRId64 "LL; r++) acc += scratch[r];\n"
+          "  y[0] = (%s)(acc * %.17g);\n"
+          "}\n\n",
+          sym, Ty, Ty, Ty, rows, Ty, scale);
+  return 0;
+}
+
 int df_cuda_print_lib(const df_schedule *s, int step, FILE *f, df_err *err) {
   const df_step *st = &s->steps[step];
   const df_node *nd = df_graph_node(s->g, st->node);
@@ -746,6 +867,10 @@ int df_cuda_print_lib(const df_schedule *s, int step, FILE *f, df_err *err) {
   case DF_OP_ATTENTION_GRAD:
     if (!lib_dtype_ok(nd->dtype)) return lib_unsupported(nd, nd->dtype, err);
     return print_attention(s, step, nd, f);
+  case DF_OP_RECON_LOSS:
+  case DF_OP_RECON_LOSS_GRAD:
+    if (!lib_dtype_ok(nd->dtype)) return lib_unsupported(nd, nd->dtype, err);
+    return print_recon(s, step, nd, f);
   default:
     return df_err_set(err, DF_EUNSUPPORTED, "%s:%d: %s: cuda has no library kernel for it", nd->file, nd->line,
                       df_op_name(nd->op));

@@ -23,7 +23,8 @@
 static int is_feed(df_op op) { return op == DF_OP_INPUT || op == DF_OP_PARAM; }
 static int is_lib(df_op op) {
   return op == DF_OP_MATMUL || op == DF_OP_MASK_INDEX || op == DF_OP_SCATTER_ADD || op == DF_OP_RAND ||
-         op == DF_OP_ATTENTION || op == DF_OP_ATTENTION_GRAD;
+         op == DF_OP_ATTENTION || op == DF_OP_ATTENTION_GRAD || op == DF_OP_RECON_LOSS ||
+         op == DF_OP_RECON_LOSS_GRAD;
 }
 static int is_red(df_op op) {
   return op == DF_OP_SUM || op == DF_OP_MEAN || op == DF_OP_AMAX || op == DF_OP_VAR;

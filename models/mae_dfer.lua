@@ -26,6 +26,8 @@ load): the script returns a table S with
 opts.num_visible (pre-training) overrides the visible-token count that the
 config's mask generator implies; opts.dtype ("f32" by default, "f64" for
 gradient checks) is the dtype of the parameters and the video;
+opts.fused_loss = false builds the pre-training loss from the targets
+(gather, subtract, square, mean) instead of one recon_loss op.
 opts.fused_attention = false builds attention from products and a softmax
 (for a device without the attention op: see df.core.supports);
 opts.training builds the training-time graph, with opts.drop_path (the
@@ -227,19 +229,26 @@ local function add_region_tokens(x, tokens, nb, R, C)
   return df.concat({df.reshape(t, {nb * R, 1, C}), x}, 1)
 end
 
--- Normalised video -> reconstruction targets [B, N, 1536] (all tokens):
--- un-normalise, per-tubelet per-channel normalisation with unbiased
--- variance (eps on the std), then frame difference inside each tubelet.
-local function targets_all(Bd, videos)
-  local s = videos.shape
-  local nb, c = s[1], s[2]
+-- Normalised video -> the pixels (ImageNet mean and std undone).
+local function unnormalise(Bd, videos)
+  local c = videos.shape[2]
   local mean_t, std_t = {}, {}
   for i = 1, c do
     mean_t[i] = Bd:fill(IMAGENET_MEAN[i] or 0, {1, 1, 1, 1, 1})
     std_t[i] = Bd:fill(IMAGENET_STD[i] or 1, {1, 1, 1, 1, 1})
   end
-  local mean, std = df.concat(mean_t, 1), df.concat(std_t, 1)
-  local pix = videos * std + mean
+  return videos * df.concat(std_t, 1) + df.concat(mean_t, 1)
+end
+
+-- Normalised video -> reconstruction targets [B, N, 1536] (all tokens):
+-- un-normalise, per-tubelet per-channel normalisation with unbiased
+-- variance (eps on the std), then frame difference inside each tubelet.
+-- (The loss uses df.recon_loss, which computes the same values for the
+-- masked tokens only, unless opts.fused_loss is false.)
+local function targets_all(Bd, videos)
+  local s = videos.shape
+  local nb, c = s[1], s[2]
+  local pix = unnormalise(Bd, videos)
   local p = nn.patchify(pix, 2, 16, true)                 -- [B, N, (2,16,16,c)]
   local n = p.shape[2]
   p = df.reshape(p, {nb, n, 2 * 16 * 16, c})
@@ -396,8 +405,13 @@ local function build_pretrain(cfg, opts)
   local decoder_out = dec_head(dec_norm(df.slice(y, 1, Nv)))
 
   local targets = df.gather(targets_all(Bd, videos), msk_idx, 1)
-  local d = decoder_out - targets
-  local loss = df.reshape(df.mean(d * d), {1})
+  local loss
+  if opts.fused_loss == false then
+    local d = decoder_out - targets
+    loss = df.reshape(df.mean(d * d), {1})
+  else
+    loss = df.recon_loss(decoder_out, unnormalise(Bd, videos), msk_idx, 2, 16, 1e-6)
+  end
   model.outputs = {encoder_out = encoder_out, decoder_out = decoder_out,
                    targets = targets, loss = loss}
   model.num_visible = Nv

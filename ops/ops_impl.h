@@ -26,7 +26,7 @@ SHAPE_FN(df_shape_reduce); SHAPE_FN(df_shape_axis_float); SHAPE_FN(df_shape_laye
 SHAPE_FN(df_shape_reshape); SHAPE_FN(df_shape_expand); SHAPE_FN(df_shape_permute);
 SHAPE_FN(df_shape_slice); SHAPE_FN(df_shape_concat); SHAPE_FN(df_shape_gather);
 SHAPE_FN(df_shape_mask_index); SHAPE_FN(df_shape_pad); SHAPE_FN(df_shape_scatter_add);
-SHAPE_FN(df_shape_attention);
+SHAPE_FN(df_shape_attention); SHAPE_FN(df_shape_recon_loss);
 
 REF_FN(df_ref_fill); REF_FN(df_ref_iota); REF_FN(df_ref_sinusoid); REF_FN(df_ref_rand);
 REF_FN(df_ref_unary); REF_FN(df_ref_cast); REF_FN(df_ref_binary);
@@ -35,7 +35,7 @@ REF_FN(df_ref_softmax); REF_FN(df_ref_layernorm); REF_FN(df_ref_copy);
 REF_FN(df_ref_expand); REF_FN(df_ref_permute); REF_FN(df_ref_slice);
 REF_FN(df_ref_concat); REF_FN(df_ref_gather); REF_FN(df_ref_mask_index);
 REF_FN(df_ref_pad); REF_FN(df_ref_scatter_add);
-REF_FN(df_ref_attention); REF_FN(df_ref_attention_grad);
+REF_FN(df_ref_attention); REF_FN(df_ref_attention_grad); REF_FN(df_ref_recon_loss);
 
 #define GRAD_FN(f) int f(df_builder *b, df_node_id node, df_node_id gy, df_node_id *gx)
 GRAD_FN(df_grad_unary); GRAD_FN(df_grad_cast); GRAD_FN(df_grad_binary); GRAD_FN(df_grad_attention);
@@ -43,7 +43,7 @@ GRAD_FN(df_grad_where); GRAD_FN(df_grad_matmul); GRAD_FN(df_grad_reduce);
 GRAD_FN(df_grad_softmax); GRAD_FN(df_grad_layernorm); GRAD_FN(df_grad_reshape);
 GRAD_FN(df_grad_expand); GRAD_FN(df_grad_permute); GRAD_FN(df_grad_slice);
 GRAD_FN(df_grad_concat); GRAD_FN(df_grad_pad); GRAD_FN(df_grad_gather);
-GRAD_FN(df_grad_scatter_add);
+GRAD_FN(df_grad_scatter_add); GRAD_FN(df_grad_recon_loss);
 
 /* The builder's status after a rule: 0 or the recorded error code. */
 static inline int df_grad_status(df_builder *b) {

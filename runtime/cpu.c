@@ -26,6 +26,7 @@
 #include "compiler/schedule.h"
 #include "ops/ops_impl.h" /* df_scatter_add_walk, the reference scatter_add's */
 #include "runtime/attention_cpu.h"
+#include "runtime/recon_cpu.h"
 #include "runtime/cpu_gemm.h"
 #include "runtime/profile.h"
 #include "runtime/device.h"
@@ -501,6 +502,7 @@ static int cpu_run(df_plan *p, const df_binding *feeds, int n_feeds, df_tensor *
       void *in[8];
       for (int k = 0; k < n->ninputs && k < 8; k++) in[k] = ptr[st->slots[k]];
       rc = df_cpu_attention(g, n, in, ptr[st->slots[n->ninputs]], err);
+      if (rc == DF_EUNSUPPORTED) rc = df_cpu_recon_loss(g, n, in, ptr[st->slots[n->ninputs]], err);
       if (rc == DF_EUNSUPPORTED && n->op == DF_OP_SCATTER_ADD) rc = scatter_add_f32(g, n, in, ptr[st->slots[n->ninputs]], err);
       if (rc == DF_EUNSUPPORTED) rc = run_host_ref(g, st, ptr, err); /* the other library ops, float64 */
       break;

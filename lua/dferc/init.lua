@@ -131,6 +131,13 @@ function M.layernorm(x, w, b, eps) return op("layernorm", {x, w, b}, {fa = {eps 
 -- Fused attention: softmax(scale q k^T) v for q [..., N, d], k, v [..., M, d]
 -- (one op: the N x M scores are never stored; see ops/attention.c).
 function M.attention(q, k, v, scale) return op("attention", {q, k, v}, {fa = {scale or 1.0}}) end
+-- MAE-DFER's reconstruction loss as one op (ops/recon.c): pred [B, M, P]
+-- against the targets of the masked tokens idx [B, M] of the un-normalised
+-- video pix [B, C, T, H, W] (per-tubelet, per-channel normalisation, frame
+-- difference); the mean squared error, [1].  No gradient for pix or idx.
+function M.recon_loss(pred, pix, idx, tubelet, patch, eps)
+  return op("recon_loss", {pred, pix, idx}, {ia = {tubelet or 2, patch or 16}, fa = {eps or 1e-6}})
+end
 
 -- -------------------------------------------------------------- layout
 

@@ -46,12 +46,24 @@ M.cases = {
   {"gather", {{{1, 5, 3}}, {{2, 2}, "idx", {4, 4, 2, 0}}}, function(x, i) return df.gather(x, i, 1) end},
   {"scatter_add", {{{2, 3}, "idx", {0, 2, 2, 1, 1, 1}}, {{2, 3, 2}}},
    function(i, s) return df.scatter_add(i, s, 1, {1, 4, 2}) end},
+  -- pixels as integers (an input without a gradient): 12 tokens of 2 x 2 x 2
+  -- x 3 values, tubelet 2, patch 2; 3 of them per clip, one twice
+  {"recon_loss", {{{2, 3, 24}}, {{2, 3, 4, 4, 6}, "pixels"}, {{2, 3}, "idx", {11, 0, 5, 7, 7, 2}}},
+   function(p, x, i) return df.recon_loss(p, df.cast(x, p.dtype), i, 2, 2, 1e-6) end},
+  {"recon_loss", {{{1, 2, 24}}, {{1, 2, 6, 4, 4}, "pixels"}, {{1, 2}, "idx", {1, 3}}},
+   function(p, x, i) return df.recon_loss(p, df.cast(x, p.dtype), i, 3, 2, 1e-3) end},
 }
 
 function M.make_input(spec, dtype, seed)
   local shape, kind, vals = spec[1], spec[2] or "rand", spec[3]
   if kind == "idx" then return df.host("i64", shape, vals) end
   if kind == "mask" then return df.host("bool", shape, vals) end
+  if kind == "pixels" then -- i64 in [0, 255], from the seed
+    local u = df.rand("f64", shape, seed)
+    local h = df.host("i64", shape)
+    for i = 1, u.numel do h:set(i, math.floor(u:get(i) * 256)) end
+    return h
+  end
   local h = df.randn(dtype, shape, seed)
   if kind == "pos" then
     h = df.rand(dtype, shape, seed)

@@ -358,6 +358,47 @@ T.test("fused_attention_matches_the_composed_form", function()
   end
 end)
 
+-- the reconstruction loss as one op computes what the composed targets do,
+-- loss and gradients, and names an index outside the tokens
+T.test("fused_loss_matches_the_composed_form", function()
+  local S = require "mae_dfer"
+  local res = {}
+  for _, fused in ipairs {true, false} do
+    local m = S.build(T.tiny_config("pretrain"), {fused_loss = fused})
+    local feeds = T.tiny_feeds(m, 7)
+    local ps = {}
+    for k, p in ipairs(m.params) do ps[k] = p.tensor end
+    local outs = {m.outputs.loss}
+    for _, gt in ipairs(df.grad(m.outputs.loss, ps)) do outs[#outs + 1] = gt end
+    res[fused] = assert(assert(df.core.compile(m.graph, outs, "cpu")):run(feeds))
+  end
+  local worst = 0
+  for k = 1, #res[true] do worst = math.max(worst, df.compare(res[true][k], res[false][k])) end
+  T.ok(worst <= 1e-4, string.format("relative difference %.3g", worst))
+  -- the model's own geometry (2 x 16 x 16 x 3 tubelets), many tokens, several threads
+  local g = df.graph()
+  local pred = df.input(g, "pred", "f32", {3, 37, 1536})
+  local pix = df.input(g, "pix", "f32", {3, 3, 4, 48, 64})
+  local idx = df.input(g, "idx", "i64", {3, 37})
+  local loss = df.recon_loss(pred, pix, idx, 2, 16, 1e-6)
+  local gp = df.grad(loss, {pred})[1]
+  local iv = {}
+  for i = 1, 3 * 37 do iv[i] = (i * 7) % 24 end
+  local feeds = {pred = df.randn("f32", {3, 37, 1536}, 3), pix = df.rand("f32", {3, 3, 4, 48, 64}, 4),
+                 idx = df.host("i64", {3, 37}, iv)}
+  local out = {}
+  for _, dev in ipairs {"ref", "cpu"} do out[dev] = assert(assert(df.core.compile(g, {loss, gp}, dev)):run(feeds)) end
+  T.ok(df.compare(out.cpu[1], out.ref[1]) <= 1e-5 and df.compare(out.cpu[2], out.ref[2]) <= 1e-5,
+    string.format("loss %.3g, gradient %.3g", df.compare(out.cpu[1], out.ref[1]), df.compare(out.cpu[2], out.ref[2])))
+  iv[40] = 24
+  feeds.idx = df.host("i64", {3, 37}, iv)
+  for _, dev in ipairs {"ref", "cpu"} do
+    local _, err = assert(df.core.compile(g, {loss}, dev)):run(feeds)
+    T.ok(err and err:find("recon_loss", 1, true) and err:find("index 24 at [1, 2] out of range [0, 24)", 1, true),
+      dev .. ": " .. tostring(err))
+  end
+end)
+
 -- (the fixtures on cpu: tests/lua/test_parity.lua and test_train.lua)
 
 os.exit(T.done(), true)
