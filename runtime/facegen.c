@@ -262,8 +262,9 @@ static void fg_draw_ident(uint64_t seed, fg_ident *id) {
 
 /*
 ** Scene, pose path, gaze, blinks, timing and noise, each from the seed's
-** own stream (never from the label).  The onset lies in the first 40% of
-** the clip and the apex is reached by 85% of it.
+** own stream (never from the label).  The onset lies in the first 30% of
+** the clip and the apex is reached by 65% of it (so that 8 frames at
+** stride 4 hold it in 3 or more).
 */
 static void fg_draw_scene(uint64_t seed, int frames, int size, fg_scene *s) {
   fg_rng r = fg_stream(seed, 2);
@@ -304,9 +305,9 @@ static void fg_draw_scene(uint64_t seed, int frames, int size, fg_scene *s) {
 
   fg_rng t = fg_stream(seed, 4);
   float last = (float)(frames - 1);
-  s->onset = fg_range(&t, 0.08f, 0.4f) * last;
-  s->dur = fg_range(&t, 0.2f, 0.45f) * last;
-  s->intensity = fg_range(&t, 0.8f, 1.0f);
+  s->onset = fg_range(&t, 0.05f, 0.3f) * last;
+  s->dur = fg_range(&t, 0.15f, 0.35f) * last;
+  s->intensity = fg_range(&t, 0.85f, 1.0f);
   s->blinks = fg_below(&t, 3);
   for (int k = 0; k < 3; k++) s->blink_t[k] = fg_range(&t, 0.1f, 1.0f) * last + 1.0f;
 
