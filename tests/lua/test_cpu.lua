@@ -338,34 +338,15 @@ T.test("model_variants_cpu_vs_ref", function()
   end
 end)
 
--- attention as one op computes what the products and softmax compute
-T.test("fused_attention_matches_the_composed_form", function()
-  local S = require "mae_dfer"
-  for _, kind in ipairs {"pretrain", "finetune"} do
-    local res = {}
-    for _, fused in ipairs {true, false} do
-      local m = S.build(T.tiny_config(kind), {fused_attention = fused})
-      local feeds = T.tiny_feeds(m, 5)
-      local ps = {}
-      for k, p in ipairs(m.params) do ps[k] = p.tensor end
-      local outs = {m.outputs.loss}
-      for _, gt in ipairs(df.grad(m.outputs.loss, ps)) do outs[#outs + 1] = gt end
-      res[fused] = assert(assert(df.core.compile(m.graph, outs, "cpu")):run(feeds))
-    end
-    local worst = 0
-    for k = 1, #res[true] do worst = math.max(worst, df.compare(res[true][k], res[false][k])) end
-    T.ok(worst <= 1e-4, string.format("%s: relative difference %.3g", kind, worst))
-  end
-end)
-
--- the reconstruction loss as one op computes what the composed targets do,
--- loss and gradients, and names an index outside the tokens
-T.test("fused_loss_matches_the_composed_form", function()
+-- The largest relative difference, on cpu, between the tiny `kind` model
+-- built with build_opts(true) and with build_opts(false): loss and every
+-- parameter's gradient.
+local function fused_vs_composed(kind, build_opts, seed)
   local S = require "mae_dfer"
   local res = {}
   for _, fused in ipairs {true, false} do
-    local m = S.build(T.tiny_config("pretrain"), {fused_loss = fused})
-    local feeds = T.tiny_feeds(m, 7)
+    local m = S.build(T.tiny_config(kind), build_opts(fused))
+    local feeds = T.tiny_feeds(m, seed)
     local ps = {}
     for k, p in ipairs(m.params) do ps[k] = p.tensor end
     local outs = {m.outputs.loss}
@@ -374,6 +355,21 @@ T.test("fused_loss_matches_the_composed_form", function()
   end
   local worst = 0
   for k = 1, #res[true] do worst = math.max(worst, df.compare(res[true][k], res[false][k])) end
+  return worst
+end
+
+-- attention as one op computes what the products and softmax compute
+T.test("fused_attention_matches_the_composed_form", function()
+  for _, kind in ipairs {"pretrain", "finetune"} do
+    local worst = fused_vs_composed(kind, function(fused) return {fused_attention = fused} end, 5)
+    T.ok(worst <= 1e-4, string.format("%s: relative difference %.3g", kind, worst))
+  end
+end)
+
+-- the reconstruction loss as one op computes what the composed targets do,
+-- loss and gradients, and names an index outside the tokens
+T.test("fused_loss_matches_the_composed_form", function()
+  local worst = fused_vs_composed("pretrain", function(fused) return {fused_loss = fused} end, 7)
   T.ok(worst <= 1e-4, string.format("relative difference %.3g", worst))
   -- the model's own geometry (2 x 16 x 16 x 3 tubelets), many tokens, several threads
   local g = df.graph()

@@ -112,8 +112,8 @@ function M.main(args)
     scratch = {uar = scr.uar, war = scr.war, f1 = scr.f1},
     device = device, seconds = secs, quick = o.quick or nil,
     stages = {pretrain = t2 - t1, finetune_pretrained = t3 - t2, finetune_scratch = t4 - t3},
-    model = {frames = G.num_frames, sampling_rate = G.rate, image = G.img, patch = 16, tubelet = 2, region = G.region, encoder = table.concat(G.enc, " "),
-             finetune = table.concat(G.ft, " "), mask = "part_window 0.9", clips = G.clips,
+    model = {frames = G.num_frames, sampling_rate = G.rate, image = G.img, patch = 16, tubelet = 2, region = G.region,
+             encoder = table.concat(G.enc, " "), finetune = table.concat(G.ft, " "), mask = "part_window 0.9", clips = G.clips,
              pretrain_epochs = G.pretrain_epochs, finetune_epochs = G.finetune_epochs, batch = G.batch},
     pictures = pics,
   }
