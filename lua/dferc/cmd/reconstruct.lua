@@ -93,8 +93,9 @@ function M.render(out, checkpoint, clips, geo, opts)
   local seed = opts.seed or 0
   local region = C.ints(geo.lg_region_size, 3, "--lg_region_size")
   local win = geo.win_size ~= "" and C.ints(geo.win_size, 2, "--win_size") or {region[2], region[3]}
-  local cfg = {kind = "pretrain", B = #clips, img = math.tointeger(geo.input_size), frames = math.tointeger(geo.num_frames),
-               region = region, mask = geo.mask_type, win = win, mask_ratio = geo.mask_ratio}
+  local cfg = {kind = "pretrain", B = #clips, img = math.tointeger(geo.input_size),
+               frames = math.tointeger(geo.num_frames), region = region, mask = geo.mask_type, win = win,
+               mask_ratio = geo.mask_ratio}
   for k, v in pairs(geo.sets) do cfg[k] = v end
   local script = C.script(geo.model)
   local model = C.build(script, cfg, {device = device})
