@@ -12,6 +12,22 @@
 
 #include "compiler/build.h"
 
+static int recompute_mode = -1; /* -1: not yet read from DFERC_RECOMPUTE */
+
+int df_autodiff_recompute(void) {
+  if (recompute_mode < 0) {
+    const char *e = getenv("DFERC_RECOMPUTE");
+    recompute_mode = !(e && strcmp(e, "0") == 0);
+  }
+  return recompute_mode;
+}
+
+int df_autodiff_set_recompute(int on) {
+  int prev = df_autodiff_recompute();
+  recompute_mode = on != 0;
+  return prev;
+}
+
 int df_autodiff(df_graph *g, df_node_id loss, const df_node_id *wrt, int n, df_node_id *grads,
                 df_err *err) {
   int count = df_graph_count(g);
@@ -44,7 +60,14 @@ int df_autodiff(df_graph *g, df_node_id loss, const df_node_id *wrt, int n, df_n
     for (int k = 0; k < nd->ninputs && !needs[i]; k++) needs[i] = needs[nd->inputs[k]];
   }
   int rc = 0;
-  df_builder b = {g, ln->file, ln->line, err, 0};
+  df_node_id *recomputed = malloc((size_t)count * sizeof *recomputed);
+  if (!recomputed) {
+    free(needs);
+    free(gsum);
+    return df_err_set(err, DF_ENOMEM, "autodiff: out of memory");
+  }
+  for (int i = 0; i < count; i++) recomputed[i] = -1;
+  df_builder b = {g, ln->file, ln->line, err, 0, df_autodiff_recompute() ? recomputed : NULL, count};
   if (needs[loss]) gsum[loss] = df_b_fill(&b, 1.0, ln->dtype, ln->ndim, ln->shape);
   for (int i = loss; i >= lo && rc == 0 && !b.failed; i--) {
     if (gsum[i] < 0) continue;
@@ -85,5 +108,6 @@ int df_autodiff(df_graph *g, df_node_id loss, const df_node_id *wrt, int n, df_n
   }
   free(needs);
   free(gsum);
+  free(recomputed);
   return rc;
 }

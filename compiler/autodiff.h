@@ -17,4 +17,13 @@
 int df_autodiff(df_graph *g, df_node_id loss, const df_node_id *wrt, int n, df_node_id *grads,
                 df_err *err);
 
+/* Whether gradient rules recompute cheap activations (df_b_recompute) in
+** the backward instead of keeping them from the forward: on by default
+** (less memory at the end of the forward, one more elementwise or
+** layernorm pass per weight gradient); off with DFERC_RECOMPUTE=0 or
+** df_autodiff_set_recompute(0).  The setter returns the previous value;
+** it is process-wide and applies to graphs differentiated afterwards. */
+int df_autodiff_recompute(void);
+int df_autodiff_set_recompute(int on);
+
 #endif

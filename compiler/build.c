@@ -22,6 +22,28 @@ df_node df_b_node(df_builder *b, df_node_id id) { return *df_graph_node(b->g, id
 
 df_node_id df_b_unary(df_builder *b, df_op op, df_node_id x) { return df_b_op(b, op, &x, 1, NULL); }
 
+df_node_id df_b_recompute(df_builder *b, df_node_id x) {
+  if (!b->recomputed || x < 0 || x >= b->nforward) return x;
+  if (b->recomputed[x] >= 0) return b->recomputed[x];
+  df_node n = df_b_node(b, x);
+  df_node_id r = x;
+  const char *file = b->file;
+  int line = b->line;
+  b->file = n.file, b->line = n.line; /* the copy reports the forward's place */
+  if (n.op == DF_OP_GELU) {
+    r = df_b_unary(b, DF_OP_GELU, n.inputs[0]);
+  } else if (n.op == DF_OP_LAYERNORM) {
+    r = df_b_op(b, DF_OP_LAYERNORM, n.inputs, 3, &n.attrs);
+  } else if (n.op == DF_OP_RESHAPE) {
+    df_node_id src = df_b_recompute(b, n.inputs[0]);
+    if (src != n.inputs[0]) r = df_b_reshape(b, src, n.ndim, n.shape);
+  }
+  b->file = file, b->line = line;
+  if (r < 0) return x; /* b->failed is set: the caller's status says so */
+  b->recomputed[x] = r;
+  return r;
+}
+
 df_node_id df_b_binary(df_builder *b, df_op op, df_node_id x, df_node_id y) {
   df_node_id in[2] = {x, y};
   return df_b_op(b, op, in, 2, NULL);

@@ -18,10 +18,24 @@ typedef struct df_builder {
   int line;
   df_err *err;
   int failed;
+  /* inside autodiff: per forward node (ids below nforward), its copy made
+  ** by df_b_recompute, or -1; NULL elsewhere (df_b_recompute is then x) */
+  df_node_id *recomputed;
+  int nforward;
 } df_builder;
 
 df_node_id df_b_op(df_builder *b, df_op op, const df_node_id *in, int n, const df_attrs *a);
 df_node_id df_b_unary(df_builder *b, df_op op, df_node_id x);
+/*
+** For a gradient rule: a fresh copy of the forward node x when it is cheap
+** to recompute from what the backward keeps anyway -- gelu(v), layernorm(v,
+** w, b) (their own gradients keep v), or a reshape of one -- so that the
+** forward's copy dies at its last forward use instead of living until the
+** backward's weight-gradient product (the activation peak at the end of the
+** forward drops by it).  One copy per node and autodiff; x itself outside
+** autodiff or for any other node.
+*/
+df_node_id df_b_recompute(df_builder *b, df_node_id x);
 df_node_id df_b_binary(df_builder *b, df_op op, df_node_id x, df_node_id y);
 /* A scalar constant [] of dtype. */
 df_node_id df_b_scalar(df_builder *b, double v, df_dtype dt);

@@ -1114,6 +1114,15 @@ static int l_set_gemm(lua_State *L) {
   return 1;
 }
 
+/* core.set_recompute(on) -> the previous setting: whether graphs
+** differentiated from now on recompute cheap activations (gelu,
+** layernorm) in the backward instead of keeping them (compiler/autodiff.h). */
+static int l_set_recompute(lua_State *L) {
+  int prev = lua_isnoneornil(L, 1) ? df_autodiff_recompute() : df_autodiff_set_recompute(lua_toboolean(L, 1));
+  lua_pushboolean(L, prev);
+  return 1;
+}
+
 /* core.gemm_choice(product) -> "blas" | "generated mr=.. ..." [" (stored)" |
 ** " (tuned)"]: what a cpu plan compiled now would run for this float32
 ** matmul (a search under --tune, stored in the kernel cache). */
@@ -1446,7 +1455,7 @@ int luaopen_dferc_core(lua_State *L) {
 
   static const luaL_Reg funcs[] = {
       {"gemm_choice", l_gemm_choice},
-      {"set_gemm", l_set_gemm},
+      {"set_gemm", l_set_gemm}, {"set_recompute", l_set_recompute},
       {"graph", l_graph_new},       {"op", l_op},
       {"grad", l_grad},
       {"location", l_location},     {"set_methods", l_set_methods},

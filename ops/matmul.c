@@ -107,6 +107,9 @@ GRAD_FN(df_grad_matmul) {
   df_node na = df_b_node(b, A), nb = df_b_node(b, B);
   int ta = n.attrs.ia[0] != 0, tb = n.attrs.ia[1] != 0;
   df_node_id ga = ta ? df_b_matmul(b, B, gy, tb, 1) : df_b_matmul(b, gy, B, 0, !tb);
+  /* the activation of the weight gradient: recomputed where that is cheap
+  ** (df_b_recompute), so the forward's copy need not live until here */
+  A = df_b_recompute(b, A);
   df_node_id gb;
   if (nb.ndim == 2 && na.ndim > 2 && !ta) {
     /* a weight shared by every batch (x W^T): the sum over batches of
