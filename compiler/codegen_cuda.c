@@ -637,14 +637,6 @@ static int print_attention(const df_schedule *s, int step, const df_node *nd, FI
   return 0;
 }
 
-/*
-** recon_loss / recon_loss_grad (ops/recon.c): one thread per masked token
-** computes its tubelet's per-channel mean and unbiased std (float64), then
-** walks its prediction row forming each target value from the pixels.
-** The loss: part 0 writes each token's squared error to scratch, part 1
-** (one thread) sums them in token order, so the result does not depend on
-** the launch; the gradient: one part, gy * 2 (pred - target) / (B M P).
-*/
 /* recon_loss's per-token body: mu, sd and the walk over the row; `elem`
 ** is the statement run for each (j, d = pred - target). */
 static void print_recon_token(FILE *f, const df_node *nd, const df_node *pred, const df_node *pix, int step,
@@ -671,7 +663,7 @@ static void print_recon_token(FILE *f, const df_node *nd, const df_node *pred, c
           "  for (int c = 0; c < %" PRId64 "; c++) {\n"
           "    const %s *pl = base + c * %" PRId64 "LL;\n"
           "    double sum = 0, ss = 0;\n",
-          Ty, C * T * H * W, C, C, C, Ty, T * H * W);
+          Ty, C * T * H * W, C > 0 ? C : 1, C > 0 ? C : 1, C, Ty, T * H * W);
   for (int pass = 0; pass < 2; pass++) {
     fprintf(f,
             "    for (int f = 0; f < %" PRId64 "; f++)\n"
@@ -704,6 +696,14 @@ static void print_recon_token(FILE *f, const df_node *nd, const df_node *pred, c
           tub * pat * pat - 1, nd->attrs.fa[0], Ty, P, tub, pat, pat, C, Ty, T * H * W, H, W, H * W, pat, pat, C, elem);
 }
 
+/*
+** recon_loss / recon_loss_grad (ops/recon.c): one thread per masked token
+** computes its tubelet's per-channel mean and unbiased std (float64), then
+** walks its prediction row forming each target value from the pixels.
+** The loss: part 0 writes each token's squared error to scratch, part 1
+** (one thread) sums them in token order, so the result does not depend on
+** the launch; the gradient: one part, gy * 2 (pred - target) / (B M P).
+*/
 static int print_recon(const df_schedule *s, int step, const df_node *nd, FILE *f) {
   const df_node *pred = df_graph_node(s->g, nd->inputs[0]), *pix = df_graph_node(s->g, nd->inputs[1]);
   int64_t rows = pred->shape[0] * pred->shape[1];
