@@ -9,7 +9,8 @@ records as JSON.
 
 --gemm picks the cpu device's products (the tuner's stored choice per
 shape, else OpenBLAS; OpenBLAS; the generated GEMM; the bf16 mode); each
-record says which (`gemm`).
+record says which (`gemm`).  Pre-training records say whether activations
+were recomputed in the backward (`recompute`; DFERC_RECOMPUTE=0 keeps them).
 
 On cuda the ceiling is cuBLAS's float32 product rate (bench.cuda_sgemm_gflops)
 and each record also holds `kernel_times`: the last run's time on the GPU by
@@ -168,6 +169,7 @@ function bench.run_one(name, device, quick, repeats)
   local model = S.build(cfg, {fused_attention = core.supports(device, "attention")})
   local rec = {workload = name, batch = w.batch, device = device, quick = quick or nil,
                gemm = device == "cpu" and core.set_gemm() or nil}
+  if w.kind == "pretrain" then rec.recompute = core.set_recompute() end -- DFERC_RECOMPUTE
   local init = {}
   for i, p in ipairs(model.params) do init[p.name] = cli.init_param(p, i) end
   local feeds = {videos = df.randn("f32", model.inputs.videos.shape, 7)}

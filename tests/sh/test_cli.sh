@@ -39,6 +39,9 @@ expect bench_unknown_workload 1 "unknown workload 'nope'" -- "$D" bench --quick 
 expect bench_unpins_openblas 0 "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset" -- \
   env OPENBLAS_CORETYPE=Haswell "$D" bench --quick --workloads finetune_infer_b1 --out "$tmp/bench2.json"
 expect bench_unpinned_record 0 '"blas_core"' -- cat "$tmp/bench2.json"
+expect bench_quick_pretrain_kept 0 "pretrain_step_b2" -- \
+  env DFERC_RECOMPUTE=0 "$D" bench --quick --workloads pretrain_step_b2 --repeats 1 --out "$tmp/bench3.json"
+expect bench_records_recompute 0 '"recompute": false' -- cat "$tmp/bench3.json"
 if "$D" devices | grep -qx cpu; then
 expect cpu_forward 0 "device cpu" -- "$D" forward img=64 frames=8 region=[2,2,4] dim=32 heads=2 depth=1 B=2 --device cpu --dump "$tmp/dump"
 expect dump_has_kernels 0 "fused_layernorm" -- ls "$tmp/dump"
