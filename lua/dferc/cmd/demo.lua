@@ -30,8 +30,8 @@ M.flags = {out = "demo-out", quick = false, device = "", seed = 0, clips = 0, pr
 -- 2 x 30 fine-tuning epochs (this 2-core machine, cpu): pre-trained
 -- 90.5% UAR against 21.4% from scratch in 729 s (--seed 0), 90.1%
 -- against 25.8% in 786 s (--seed 1), 94.0% against 29.8% in 701 s
--- (--seed 2).  840 clips with 60 and 2 x 40
--- epochs gave 91.1% (seed 0) but 81.0% (seed 1).
+-- (--seed 2).  840 clips with 60 and 2 x 40 epochs gave 91.1% (seed 0)
+-- but 81.0% (seed 1).
 local FULL = {clips = 1260, frames = 32, size = 96, img = 96, num_frames = 8, rate = 4, region = "2,3,3",
               enc = {"enc_dim=96", "enc_heads=4", "enc_depth=3", "dec_dim=64", "dec_heads=4", "dec_depth=1"},
               ft = {"dim=96", "heads=4", "depth=3"},
