@@ -240,15 +240,14 @@ local function unnormalise(Bd, videos)
   return videos * df.concat(std_t, 1) + df.concat(mean_t, 1)
 end
 
--- Normalised video -> reconstruction targets [B, N, 1536] (all tokens):
--- un-normalise, per-tubelet per-channel normalisation with unbiased
--- variance (eps on the std), then frame difference inside each tubelet.
--- (The loss uses df.recon_loss, which computes the same values for the
--- masked tokens only, unless opts.fused_loss is false.)
-local function targets_all(Bd, videos)
-  local s = videos.shape
+-- Pixels (unnormalise) -> reconstruction targets [B, N, 1536] (all
+-- tokens): per-tubelet per-channel normalisation with unbiased variance
+-- (eps on the std), then frame difference inside each tubelet.  (The loss
+-- uses df.recon_loss, which computes the same values for the masked
+-- tokens only, unless opts.fused_loss is false.)
+local function targets_all(pix)
+  local s = pix.shape
   local nb, c = s[1], s[2]
-  local pix = unnormalise(Bd, videos)
   local p = nn.patchify(pix, 2, 16, true)                 -- [B, N, (2,16,16,c)]
   local n = p.shape[2]
   p = df.reshape(p, {nb, n, 2 * 16 * 16, c})
@@ -404,13 +403,14 @@ local function build_pretrain(cfg, opts)
   for _, blk in ipairs(dec_blocks) do y = blk(y) end
   local decoder_out = dec_head(dec_norm(df.slice(y, 1, Nv)))
 
-  local targets = df.gather(targets_all(Bd, videos), msk_idx, 1)
+  local pix = unnormalise(Bd, videos)
+  local targets = df.gather(targets_all(pix), msk_idx, 1)
   local loss
   if opts.fused_loss == false then
     local d = decoder_out - targets
     loss = df.reshape(df.mean(d * d), {1})
   else
-    loss = df.recon_loss(decoder_out, unnormalise(Bd, videos), msk_idx, 2, 16, 1e-6)
+    loss = df.recon_loss(decoder_out, pix, msk_idx, 2, 16, 1e-6)
   end
   model.outputs = {encoder_out = encoder_out, decoder_out = decoder_out,
                    targets = targets, loss = loss}

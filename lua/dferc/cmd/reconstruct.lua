@@ -80,7 +80,8 @@ end
 M.render(out, checkpoint, clips, geo, opts) -> info | nil, msg: reconstruct
 the clips (paths) with the pre-trained weights of `checkpoint` and write
 the PNG `out`.  geo as M.geometry returns; opts.device, opts.seed,
-opts.frames_shown.  info = {loss = the masked-tubelet MSE over the clips,
+opts.frames_shown, opts.loaded (the checkpoint as dferc.weights.load
+returned it, when the caller has it already).  info = {loss = the masked-tubelet MSE over the clips,
 clips = n, frames = shown}.
 ]]
 function M.render(out, checkpoint, clips, geo, opts)
@@ -99,7 +100,8 @@ function M.render(out, checkpoint, clips, geo, opts)
   for k, v in pairs(geo.sets) do cfg[k] = v end
   local script = C.script(geo.model)
   local model = C.build(script, cfg, {device = device})
-  local loaded, lerr = W.load(checkpoint)
+  local loaded, lerr = opts.loaded, nil
+  if not loaded then loaded, lerr = W.load(checkpoint) end
   if not loaded then return nil, lerr end
   local feeds = {}
   for _, p in ipairs(model.params) do
@@ -142,7 +144,7 @@ function M.main(args)
   local o, sets = C.parse(rest, M.flags)
   if #pos < 2 then C.fail("reconstruct: usage: dferc reconstruct CHECKPOINT CLIP [CLIP ...] [--out PNG]") end
   local ckpt = table.remove(pos, 1)
-  local loaded, err = df.load(ckpt)
+  local loaded, err = require("dferc.weights").load(ckpt)
   if not loaded then C.fail("%s", err) end
   local md = loaded.metadata or {}
   local recorded
@@ -153,7 +155,8 @@ function M.main(args)
   local geo = M.geometry(o, sets, recorded)
   local device = o.device ~= "" and o.device or cli.fastest_device()
   local info, rerr = M.render(o.out, ckpt, pos, geo, {device = device, seed = math.tointeger(o.seed) or 0,
-                                                      frames_shown = math.tointeger(o.frames_shown) or 8})
+                                                      frames_shown = math.tointeger(o.frames_shown) or 8,
+                                                      loaded = loaded})
   if not info then C.fail("%s", rerr) end
   print(string.format("wrote %s: %d clip(s), %d frames each, %dx%d, %s mask %.2f; masked-tubelet loss %.4f", o.out,
     info.clips, info.frames, geo.input_size, geo.input_size, geo.mask_type, geo.mask_ratio, info.loss))
